@@ -1,0 +1,1 @@
+"""Actors: batching policy, mailboxes, instance threads and routing (no public names)."""

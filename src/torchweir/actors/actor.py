@@ -1,0 +1,228 @@
+"""The actor: one graph node's mailbox, batch policy and instance workers.
+
+An actor is a small state machine driven by event-loop callbacks rather than a task of
+its own: arrivals, finished batches and timers all schedule one ``_pump`` with
+``call_soon``. Coalescing them this way means that the hundreds of submits landing in one
+loop iteration are cut into one batch, and no coroutine switch is paid per request.
+
+``_pump`` first requires a free instance, *then* cuts a batch, so while every instance
+is busy the queue keeps growing and the next batch is larger. It dispatches to each free
+instance in turn without waiting for any batch to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import msgspec
+
+from torchweir.actors.clock import Clock, Timer
+from torchweir.actors.mailbox import Mailbox
+from torchweir.actors.policy import BatchPolicy
+from torchweir.actors.request import Token
+from torchweir.actors.worker import Errors
+from torchweir.errors import DeadlineExceeded
+
+
+class Worker(Protocol):
+    """What an actor needs of an instance: take a batch and report back later."""
+
+    def run(self, batch: list[Token]) -> None: ...
+
+
+RouteFn = Callable[["Actor", list[Token], Errors], None]
+
+
+class NodeStatistics(msgspec.Struct, frozen=True):
+    """A snapshot of one node's counters (see :meth:`Actor.statistics`).
+
+    Attributes:
+        node: the node's name.
+        queued: tokens waiting in the mailbox.
+        running: tokens inside batches that instances are running.
+        arrived: tokens that ever entered the mailbox.
+        dispatched: tokens handed to kernels.
+        dropped: tokens skipped before a kernel, because the caller cancelled or the
+            deadline passed.
+        batches: batches handed to kernels.
+        batch_sizes: ``batch_sizes[n]`` counts the batches of size ``n``.
+        instances: the node's instance count.
+        busy_instances: instances running a batch now.
+    """
+
+    node: str
+    queued: int
+    running: int
+    arrived: int
+    dispatched: int
+    dropped: int
+    batches: int
+    batch_sizes: tuple[int, ...]
+    instances: int
+    busy_instances: int
+
+
+class Actor:
+    """One graph node at run time.
+
+    Args:
+        name: the node's name.
+        policy: when to cut batches.
+        mailbox: the node's queue; the actor hooks its arrival callback.
+        clock: the injected clock (timers and deadlines).
+        route: called with each finished batch to pass tokens on or settle jobs.
+    """
+
+    def __init__(
+        self, name: str, policy: BatchPolicy, mailbox: Mailbox, clock: Clock, route: RouteFn
+    ) -> None:
+        self.name = name
+        self.policy = policy
+        self.mailbox = mailbox
+        self.children: list[Actor] = []
+        self.parents: list[Actor] = []
+        self.ancestors: tuple[Actor, ...] = ()
+        self.descendants: tuple[Actor, ...] = ()
+        self.load = 0  # tokens queued here or inside a running batch
+        self._clock = clock
+        self._route = route
+        self._workers: list[Worker] = []
+        self._idle: list[Worker] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pump_scheduled = False
+        self._timer: Timer | None = None
+        self._timer_at: float | None = None
+        self._arrived = 0
+        self._dispatched = 0
+        self._dropped = 0
+        self._batches = 0
+        self._batch_sizes = [0] * (policy.max_batch + 1)
+        mailbox.on_arrival = self._on_arrival
+
+    def __repr__(self) -> str:
+        return f"<Actor {self.name} load={self.load} idle={len(self._idle)}/{len(self._workers)}>"
+
+    def attach(self, workers: Sequence[Worker]) -> None:
+        """Bind the started instances; must run on the event loop's thread."""
+        self._loop = asyncio.get_running_loop()
+        self._workers = list(workers)
+        self._idle = list(reversed(self._workers))  # instance 0 is used first
+
+    def upstream_load(self) -> int:
+        """Tokens in flight at ancestors, which could still join a batch here."""
+        return sum(actor.load for actor in self.ancestors)
+
+    def schedule_pump(self) -> None:
+        """Ask for one ``_pump`` on the next loop iteration (idempotent until it runs)."""
+        if not self._pump_scheduled and self._loop is not None:
+            self._pump_scheduled = True
+            self._loop.call_soon(self._pump)
+
+    def batch_done(self, worker: Worker, batch: list[Token], errors: Errors) -> None:
+        """Take back a finished batch (on the loop thread): route it, free the worker."""
+        self._idle.append(worker)
+        self.load -= len(batch)
+        self._route(self, batch, errors)
+        self.schedule_pump()
+        self._wake_waiting_descendants()
+
+    def close(self) -> None:
+        """Stop cutting batches; queued tokens are left for the runtime to fail."""
+        self._cancel_timer()
+        self._loop = None  # schedule_pump becomes a no-op
+
+    def statistics(self) -> NodeStatistics:
+        """A frozen snapshot of this node's counters."""
+        queued = len(self.mailbox)
+        return NodeStatistics(
+            node=self.name,
+            queued=queued,
+            running=self.load - queued,
+            arrived=self._arrived,
+            dispatched=self._dispatched,
+            dropped=self._dropped,
+            batches=self._batches,
+            batch_sizes=tuple(self._batch_sizes),
+            instances=len(self._workers),
+            busy_instances=len(self._workers) - len(self._idle),
+        )
+
+    def _on_arrival(self, count: int) -> None:
+        self.load += count
+        self._arrived += count
+        self.schedule_pump()
+
+    def _pump(self) -> None:
+        self._pump_scheduled = False
+        queue = self.mailbox.queue
+        while self._idle and queue:
+            if self._downstream_full():
+                return  # a child's pump wakes us once it drains
+            was_full = self.mailbox.full()
+            now = self._clock.now()
+            batch = self.mailbox.take(self.policy, now, self.upstream_load(), len(self._idle))
+            if batch is None:
+                self._arm_timer(queue[0].arrived + self.policy.timeout)
+                return
+            if was_full:
+                for parent in self.parents:
+                    parent.schedule_pump()
+            live = self._drop_settled(batch, now)
+            if live:
+                self._dispatch(live)
+        self._cancel_timer()
+
+    def _drop_settled(self, batch: list[Token], now: float) -> list[Token]:
+        """Remove tokens whose caller is gone or whose deadline passed, before any kernel."""
+        live = []
+        for token in batch:
+            job = token.job
+            if job.future.done():
+                continue
+            if job.deadline is not None and job.deadline <= now:
+                job.fail(DeadlineExceeded(job.timeout or 0.0, node=self.name))
+                continue
+            live.append(token)
+        dropped = len(batch) - len(live)
+        if dropped:
+            self._dropped += dropped
+            self.load -= dropped
+            self._wake_waiting_descendants()
+        return live
+
+    def _dispatch(self, batch: list[Token]) -> None:
+        worker = self._idle.pop()
+        size = len(batch)
+        self._batches += 1
+        self._dispatched += size
+        self._batch_sizes[min(size, len(self._batch_sizes) - 1)] += 1
+        worker.run(batch)
+
+    def _downstream_full(self) -> bool:
+        return any(child.mailbox.full() for child in self.children)
+
+    def _wake_waiting_descendants(self) -> None:
+        # Load left the graph above them: they may no longer need to wait for batch-mates.
+        for actor in self.descendants:
+            if actor._timer is not None:
+                actor.schedule_pump()
+
+    def _arm_timer(self, when: float) -> None:
+        if self._timer is not None and self._timer_at == when:
+            return
+        self._cancel_timer()
+        self._timer_at = when
+        self._timer = self._clock.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.schedule_pump()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self._timer_at = None
