@@ -1,0 +1,1 @@
+"""Graph specs, the Python builder, and (for TOML) the torchpipe-dialect loader."""
