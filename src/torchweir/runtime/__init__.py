@@ -1,0 +1,1 @@
+"""The runtime: lifecycle, submit, the sync pipe() facade and the event loop."""
