@@ -1,0 +1,183 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from tests.helpers import ManualWorker, settle, token
+
+from torchweir.actors.actor import Actor
+from torchweir.actors.clock import FakeClock
+from torchweir.actors.mailbox import Mailbox
+from torchweir.actors.policy import BatchPolicy
+from torchweir.actors.request import Job, Token
+from torchweir.actors.routing import route
+from torchweir.errors import DeadlineExceeded
+
+pytestmark = pytest.mark.asyncio
+
+
+def make_actor(
+    name: str, clock: FakeClock, *, max_batch: int = 4, timeout: float = 0.0, instances: int = 1
+) -> tuple[Actor, list[ManualWorker]]:
+    actor = Actor(name, BatchPolicy(max_batch, timeout), Mailbox(name, 1000, clock), clock, route)
+    workers = [ManualWorker() for _ in range(instances)]
+    actor.attach(workers)
+    return actor, workers
+
+
+def sizes(worker: ManualWorker) -> list[int]:
+    return [len(b) for b in worker.batches]
+
+
+async def test_batches_grow_while_the_only_instance_is_busy() -> None:
+    clock = FakeClock()
+    actor, [worker] = make_actor("n", clock, max_batch=4)
+    actor.mailbox.put_nowait(token(0))
+    await settle()
+    assert sizes(worker) == [1]  # nothing upstream: no waiting, go at once
+    for i in range(1, 7):
+        actor.mailbox.put_nowait(token(i))
+    await settle()
+    assert sizes(worker) == [1]  # the instance is busy: the queue grows instead
+    worker.finish(actor)
+    await settle()
+    assert sizes(worker) == [1, 4]  # a free instance takes a full batch
+    worker.finish(actor)
+    await settle()
+    assert sizes(worker) == [1, 4, 2]
+    assert [t.payload["data"] for b in worker.batches for t in b] == list(range(7))
+
+
+async def test_dispatches_to_each_free_instance_without_waiting_for_the_first() -> None:
+    clock = FakeClock()
+    actor, workers = make_actor("n", clock, max_batch=2, instances=3)
+    for i in range(6):
+        actor.mailbox.put_nowait(token(i))
+    await settle()
+    assert [sizes(w) for w in workers] == [[2], [2], [2]]
+    assert actor.statistics().busy_instances == 3
+
+
+async def test_a_queue_is_shared_over_idle_instances() -> None:
+    clock = FakeClock()
+    actor, workers = make_actor("n", clock, max_batch=64, instances=4)
+    actor.mailbox.deliver([token(i) for i in range(8)])
+    await settle()
+    assert [sizes(w) for w in workers] == [[2], [2], [2], [2]]
+
+
+async def test_waits_for_batch_mates_only_while_upstream_is_in_flight() -> None:
+    clock = FakeClock()
+    parent, [p_worker] = make_actor("parent", clock, max_batch=1)
+    child, [c_worker] = make_actor("child", clock, max_batch=4, timeout=0.5)
+    parent.children = [child]
+    child.parents = [parent]
+    child.ancestors = (parent,)
+    parent.descendants = (child,)
+
+    parent.mailbox.put_nowait(token("a"))
+    parent.mailbox.put_nowait(token("b"))
+    await settle()
+    p_worker.finish(parent, str.upper)  # "A" moves on; "b" is still upstream
+    await settle()
+    assert len(child.mailbox) == 1
+    assert sizes(c_worker) == []  # waits: "b" could still join
+
+    clock.advance(0.375)
+    await settle()
+    assert sizes(c_worker) == []  # not before the deadline
+
+    clock.advance(0.125)
+    await settle()
+    assert sizes(c_worker) == [1]  # deadline of the oldest item reached
+
+
+async def test_stops_waiting_when_the_upstream_empties() -> None:
+    clock = FakeClock()
+    parent, [p_worker] = make_actor("parent", clock, max_batch=2)
+    child, [c_worker] = make_actor("child", clock, max_batch=4, timeout=10.0)
+    parent.children, child.parents = [child], [parent]
+    child.ancestors, parent.descendants = (parent,), (child,)
+
+    parent.mailbox.put_nowait(token("a"))
+    parent.mailbox.put_nowait(token("b"))
+    parent.mailbox.put_nowait(token("c"))
+    await settle()
+    p_worker.finish(parent)  # a, b reach the child; c is upstream
+    await settle()
+    assert sizes(c_worker) == []
+    p_worker.finish(parent)  # c arrives, nothing upstream: no reason to wait 10 s
+    await settle()
+    assert sizes(c_worker) == [3]
+    assert clock.now() == 0.0
+
+
+async def test_cancelled_and_expired_requests_never_reach_the_kernel() -> None:
+    clock = FakeClock()
+    actor, [worker] = make_actor("n", clock, max_batch=8)
+    loop = asyncio.get_running_loop()
+    busy = token("busy")
+    actor.mailbox.put_nowait(busy)
+    await settle()
+
+    cancelled = token("cancelled")
+    expired_job = Job(loop.create_future(), None, timeout=1.0, deadline=1.0)
+    expired = Token(expired_job, {"data": "expired"})
+    alive = token("alive")
+    for t in (cancelled, expired, alive):
+        actor.mailbox.put_nowait(t)
+    cancelled.job.future.cancel()
+    clock.advance(1.0)  # the deadline passes while the items queue
+    worker.finish(actor)
+    await settle()
+
+    assert [[t.payload["data"] for t in b] for b in worker.batches] == [["busy"], ["alive"]]
+    with pytest.raises(DeadlineExceeded, match=r"within its timeout of 1 s .*node 'n'"):
+        expired_job.future.result()
+    stats = actor.statistics()
+    assert (stats.dropped, stats.dispatched, stats.queued) == (2, 2, 0)
+
+
+async def test_holds_back_while_a_child_mailbox_is_full() -> None:
+    clock = FakeClock()
+    parent, [p_worker] = make_actor("parent", clock, max_batch=1)
+    child = Actor("child", BatchPolicy(1), Mailbox("child", 1, clock), clock, route)
+    c_worker = ManualWorker()
+    child.attach([c_worker])
+    parent.children, child.parents = [child], [parent]
+
+    for x in "abc":
+        parent.mailbox.put_nowait(token(x))
+    await settle()
+    p_worker.finish(parent)  # a -> child, which runs it at once
+    await settle()
+    p_worker.finish(parent)  # b -> child's mailbox, now full (capacity 1)
+    await settle()
+    assert len(child.mailbox) == 1
+    assert sizes(p_worker) == [1, 1]  # c is held back: the child has no room
+    c_worker.finish(child)  # child takes b, which frees room and wakes the parent
+    await settle()
+    assert sizes(p_worker) == [1, 1, 1]
+
+
+async def test_routes_results_to_children_as_data_and_settles_leaves() -> None:
+    clock = FakeClock()
+    parent, [p_worker] = make_actor("parent", clock)
+    left, [l_worker] = make_actor("left", clock)
+    right, [r_worker] = make_actor("right", clock)
+    parent.children = [left, right]
+    t = token(2)
+    parent.mailbox.put_nowait(t)
+    await settle()
+    p_worker.finish(parent, lambda x: x * 10)
+    await settle()
+    [l_batch] = l_worker.batches
+    [r_batch] = r_worker.batches
+    assert l_batch[0].payload == {"data": 20} == r_batch[0].payload
+    assert l_batch[0].payload is not r_batch[0].payload  # fan-out copies the dict
+    l_worker.finish(left, lambda x: x + 1)
+    await settle()
+    assert not t.job.future.done()  # one branch still out
+    r_worker.finish(right, lambda x: x + 2)
+    await settle()
+    assert t.job.future.result() == {"left": 21, "right": 22}
