@@ -180,8 +180,13 @@ def main() -> None:
     print(table(rows))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"machine": info, "args": vars(args) | {"json": str(
-            args.json)}, "rows": rows}, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {"machine": info, "args": vars(args) | {"json": str(args.json)}, "rows": rows},
+                indent=2,
+            )
+            + "\n"
+        )
         print(f"\nwrote {args.json}")
 
 
