@@ -39,9 +39,22 @@ def test_chain_and_fan_out_build_the_expected_spec() -> None:
 
 def test_join_syntax_connects_every_parent() -> None:
     g = tw.Graph()
-    a, b, c = (g.node(n, "Identity") for n in "abc")
+    root = g.node("root", "Identity")
+    a, b = g.node("a", "Identity"), g.node("b", "Identity")
+    c = g.node("c", "Identity", map="a[result:data],b[result:b]")
+    root >> [a, b]
     [a, b] >> c
     assert g.spec().parents()["c"] == ["a", "b"]
+
+
+def test_a_join_needs_a_map() -> None:
+    g = tw.Graph()
+    root = g.node("root", "Identity")
+    a, b, c = (g.node(n, "Identity") for n in "abc")
+    root >> [a, b]
+    [a, b] >> c
+    with pytest.raises(tw.ConfigError, match=r"node 'c', key 'map': has 2 parents \(a, b\)"):
+        g.spec()
 
 
 def test_same_edge_twice_is_one_edge() -> None:

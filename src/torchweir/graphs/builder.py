@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from typing import Any, overload
 
 from torchweir.errors import ConfigError
-from torchweir.graphs.spec import SCHEDULING_KEYS, GraphSpec
+from torchweir.graphs.spec import GraphSpec
+from torchweir.graphs.validate import node_spec, split_node_keys, validate
 from torchweir.kernels.base import Kernel
 
 __all__ = ["Graph", "NodeRef"]
@@ -56,9 +57,15 @@ class NodeRef:
 
 
 class Graph:
-    """A graph scripted in Python; :meth:`spec` freezes it into a :class:`GraphSpec`."""
+    """A graph scripted in Python; :meth:`spec` freezes it into a :class:`GraphSpec`.
 
-    def __init__(self) -> None:
+    Args:
+        entry: where requests without ``node_name`` enter, needed only when the graph
+            has several roots.
+    """
+
+    def __init__(self, *, entry: str = "") -> None:
+        self.entry = entry
         self._nodes: dict[str, dict[str, Any]] = {}
 
     def node(self, name: str, kernel: str | Kernel, /, **params: Any) -> NodeRef:
@@ -88,23 +95,19 @@ class Graph:
             )
         if "next" in params:
             raise ConfigError("draw edges with `a >> b` instead of next=", node=name, key="next")
-        entry: dict[str, Any] = {"next": []}
+        entry = split_node_keys(params)
         entry["backend" if isinstance(kernel, str) else "kernel"] = kernel
-        extra = {key: value for key, value in params.items() if key not in SCHEDULING_KEYS}
-        entry.update({key: value for key, value in params.items() if key in SCHEDULING_KEYS})
-        entry["params"] = extra
+        entry["next"] = []
         self._nodes[name] = entry
         return NodeRef(self, name)
 
     def spec(self) -> GraphSpec:
         """Freeze the graph built so far."""
-        from torchweir.graphs.validate import node_spec, validate
-
         nodes = tuple(
             node_spec(name, {**entry, "next": tuple(entry["next"])})
             for name, entry in self._nodes.items()
         )
-        graph = GraphSpec(nodes=nodes)
+        graph = GraphSpec(nodes=nodes, entry=self.entry)
         validate(graph)
         return graph
 

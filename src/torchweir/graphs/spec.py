@@ -46,8 +46,12 @@ class NodeSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         filter: torchpipe's node filter (``Run``, ``Skip``, ``Break``, ``or``, ...).
         instance_num: instance threads.
         batching_timeout: milliseconds the oldest request may wait for batch-mates.
-        max: the largest batch; ``None`` takes the kernel's own ``max_batch``.
+        max: the largest batch; ``None`` takes the kernel's own ``max_batch``. A shape
+            such as ``"4x3x224x224"`` sets it to its first number (the batch dimension).
         min: the smallest batch the kernel accepts (TensorRT profiles).
+        max_shape: ``max`` as written when it was a shape (``"4x3x224x224"``), for kernels
+            that build optimisation profiles from it; else empty.
+        min_shape: the same for ``min``.
         max_queue: bound of the node's mailbox.
         params: every other key, passed to the kernel.
     """
@@ -62,14 +66,46 @@ class NodeSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     batching_timeout: float = 0.0
     max: int | None = None
     min: int | None = None
+    max_shape: str = ""
+    min_shape: str = ""
     max_queue: int = DEFAULT_MAX_QUEUE
     params: dict[str, Any] = msgspec.field(default_factory=dict)
 
+    def kernel_params(self) -> dict[str, Any]:
+        """What a backend's factory receives: the params plus the keys torchpipe's
+        backends also read (``instance_num``, ``max``, ``min``)."""
+        params = dict(self.params)
+        params["instance_num"] = self.instance_num
+        for key, number, shape in (
+            ("max", self.max, self.max_shape),
+            ("min", self.min, self.min_shape),
+        ):
+            if shape or number is not None:
+                params[key] = shape or number
+        return params
+
 
 class GraphSpec(msgspec.Struct, frozen=True, kw_only=True):
-    """A whole graph: its nodes, in declaration order."""
+    """A whole graph.
+
+    Attributes:
+        nodes: the nodes, in declaration order.
+        entry: where requests that name no ``node_name`` enter; needed only when the
+            graph has several roots (top-level ``entry = "name"`` in TOML).
+    """
 
     nodes: tuple[NodeSpec, ...]
+    entry: str = ""
+
+    def to_toml(self) -> str:
+        """This graph as torchpipe-style TOML, which loads back to an equal spec.
+
+        Raises:
+            ConfigError: a node holds a Python kernel object, which TOML cannot name.
+        """
+        from torchweir.graphs.toml import dump_toml
+
+        return dump_toml(self)
 
     def node(self, name: str) -> NodeSpec:
         """The node called ``name``.
@@ -95,7 +131,17 @@ class GraphSpec(msgspec.Struct, frozen=True, kw_only=True):
                     result[child].append(spec.name)
         return result
 
+    def children(self) -> dict[str, tuple[str, ...]]:
+        return {spec.name: spec.next for spec in self.nodes}
+
     def roots(self) -> tuple[str, ...]:
         """Nodes that no other node names in ``next``."""
         parents = self.parents()
         return tuple(name for name in self.names if not parents[name])
+
+    def default_entry(self) -> str | None:
+        """Where a request that names no node enters, or ``None`` if it must name one."""
+        if self.entry:
+            return self.entry
+        roots = self.roots()
+        return roots[0] if len(roots) == 1 else None
