@@ -24,19 +24,25 @@ class Job:
     Attributes:
         future: the caller's future; done means settled (or cancelled by the caller).
         original: the caller's dict, or ``None`` if a bare value was submitted.
+        entry: the node where the request entered the graph.
         timeout: the caller's timeout in seconds, or ``None``.
         deadline: clock time after which the request is failed, or ``None``.
         branches: tokens of this job still travelling through the graph.
         leaves: ``(node, payload)`` of each branch that reached a leaf node.
+        joins: per join node, what each parent delivered so far (created on demand).
+        outputs: outputs of nodes that a later ``map`` reads (created on demand).
     """
 
     __slots__ = (
         "branches",
         "deadline",
+        "entry",
         "future",
+        "joins",
         "leaves",
         "on_settle",
         "original",
+        "outputs",
         "timeout",
         "timer",
     )
@@ -46,18 +52,22 @@ class Job:
         future: asyncio.Future[Any],
         original: Payload | None,
         *,
+        entry: str = "",
         timeout: float | None = None,
         deadline: float | None = None,
         on_settle: Callable[[Job], None] | None = None,
     ) -> None:
         self.future = future
         self.original = original
+        self.entry = entry
         self.timeout = timeout
         self.deadline = deadline
         self.on_settle = on_settle
         self.timer: Timer | None = None
         self.branches = 1
         self.leaves: list[tuple[str, Payload]] = []
+        self.joins: dict[str, dict[str, tuple[Payload, BaseException | None]]] | None = None
+        self.outputs: dict[str, Payload] | None = None
 
     def done(self) -> bool:
         """Whether the caller no longer waits: settled, timed out or cancelled."""
@@ -86,12 +96,47 @@ class Job:
         self.leaves.append((node, payload))
         self.branches -= 1
         if self.branches == 0:
-            try:
-                value = self._outcome()
-            except Exception as exc:  # never leave the caller hanging
-                self.fail(exc)
-            else:
-                self.resolve(value)
+            self.finish()
+
+    def absorb(self) -> None:
+        """A branch waits in a join buffer: it no longer counts as travelling."""
+        self.branches -= 1
+        if self.branches == 0:
+            self.finish()
+
+    def finish(self) -> None:
+        """Every branch is in: resolve from the leaves (or fail if a join starved)."""
+        if self.joins:
+            starved = ", ".join(
+                f"{node!r} got {sorted(got)} only" for node, got in self.joins.items()
+            )
+            self.fail(KernelError(f"join never completed: {starved}"))
+            return
+        try:
+            value = self._outcome()
+        except Exception as exc:  # never leave the caller hanging
+            self.fail(exc)
+        else:
+            self.resolve(value)
+
+    def end_early(self, payload: Payload) -> None:
+        """``Break``: the request ends now and ``payload`` is its final dict.
+
+        A bare submit gets the dict itself; a dict submit gets its own dict updated.
+        """
+        if self.original is None:
+            self.resolve(payload)
+            return
+        final = dict(payload)
+        final.pop("data", None)
+        self.original.update(final)
+        self.resolve(self.original)
+
+    def record(self, node: str, payload: Payload) -> None:
+        """Keep a copy of ``node``'s output for a later ``map`` that reads it."""
+        if self.outputs is None:
+            self.outputs = {}
+        self.outputs[node] = dict(payload)
 
     def _outcome(self) -> Any:
         """The caller's return value, from the leaf payload(s).
