@@ -23,6 +23,7 @@ DOCUMENTED = {
     "InstanceContext",
     "kernel",
     "kernels",
+    "register_filter",
     "register_kernel",
     # errors
     "errors",

@@ -21,6 +21,7 @@ from torchweir.graphs.spec import NodeSpec as NodeSpec
 from torchweir.kernels.base import InstanceContext as InstanceContext
 from torchweir.kernels.base import Kernel as Kernel
 from torchweir.kernels.base import kernel as kernel
+from torchweir.kernels.filters import register_filter as register_filter
 from torchweir.kernels.registry import register_kernel as register_kernel
 from torchweir.runtime.loop import run as run
 from torchweir.runtime.pipe import Pipe as Pipe
@@ -54,6 +55,7 @@ __all__ = [
     "kernel",
     "kernels",
     "pipe",
+    "register_filter",
     "register_kernel",
     "run",
 ]

@@ -181,3 +181,32 @@ async def test_routes_results_to_children_as_data_and_settles_leaves() -> None:
     r_worker.finish(right, lambda x: x + 2)
     await settle()
     assert t.job.future.result() == {"left": 21, "right": 22}
+
+
+class DeepWorker(ManualWorker):
+    """An instance that accepts two batches at once (prefetch=1, or callback completion)."""
+
+    depth = 2
+
+    def run(self, batch: list[Token]) -> None:
+        self.batches.append(batch)
+
+
+async def test_an_instance_with_depth_two_gets_a_second_batch_before_the_first_ends() -> None:
+    clock = FakeClock()
+    actor = Actor("n", BatchPolicy(2), Mailbox("n", 100, clock), clock, route)
+    first, second = DeepWorker(), DeepWorker()
+    actor.attach([first, second])
+    actor.mailbox.deliver([token(i) for i in range(10)])
+    await settle()
+    # every instance gets one batch before any gets its second; then each holds two
+    assert [sizes(first), sizes(second)] == [[2, 2], [2, 2]]
+    assert actor.statistics().busy_instances == 2
+    assert [t.payload["data"] for t in first.batches[0]] == [0, 1]
+    assert [t.payload["data"] for t in second.batches[0]] == [2, 3]
+    batch = first.batches[0]
+    for t in batch:
+        t.payload["result"] = t.payload["data"]
+    actor.batch_done(first, batch, None)
+    await settle()
+    assert sizes(first) == [2, 2, 2]  # a freed slot takes the next batch at once

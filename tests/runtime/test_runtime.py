@@ -139,13 +139,15 @@ async def test_node_name_enters_the_graph_there() -> None:
         assert rt.statistics().pending == 0
 
 
-async def test_a_graph_with_two_roots_needs_node_name() -> None:
+async def test_a_graph_with_two_roots_enters_at_its_entry_unless_told() -> None:
     g = tw.Graph()
     g.node("left", plus_one)
     g.node("right", plus_one)
+    with pytest.raises(tw.ConfigError, match=r"2 roots \('left', 'right'\) and no entry"):
+        tw.Runtime(g)
+    g.entry = "left"
     async with tw.Runtime(g) as rt:
-        with pytest.raises(tw.UnknownNode, match=r"2 roots \['left', 'right'\]; .*node_name"):
-            await rt.submit(1)
+        assert await rt.submit(1) == 2
         assert await rt.submit(1, node_name="right") == 2
 
 
@@ -422,3 +424,16 @@ async def test_runs_on_uvloop_too() -> None:
     await asyncio.to_thread(in_thread)
     assert result[0].startswith("uvloop")
     assert result[1] == [x + 2 for x in range(100)]
+
+
+async def test_prefetch_keeps_results_right_and_bad_values_are_config_errors() -> None:
+    seen = Recorder()
+    kernel = recording_kernel(seen, lambda x: x + 1, max=4)
+    async with tw.Runtime(single(kernel, instance_num=2, prefetch=2)) as rt:
+        assert await asyncio.gather(*(rt.submit(i) for i in range(500))) == [
+            i + 1 for i in range(500)
+        ]
+    assert sorted(seen.items) == list(range(500))
+    for bad in (-1, "x", True):
+        with pytest.raises(tw.ConfigError, match=r"node 'only', key 'prefetch': expected an int"):
+            await tw.Runtime(single(kernel, prefetch=bad)).start()

@@ -22,6 +22,7 @@ from torchweir.actors.clock import Clock, Timer
 from torchweir.actors.mailbox import Mailbox
 from torchweir.actors.policy import BatchPolicy
 from torchweir.actors.request import Token
+from torchweir.actors.routing import Links
 from torchweir.actors.worker import Errors
 from torchweir.errors import DeadlineExceeded
 
@@ -30,6 +31,10 @@ class Worker(Protocol):
     """What an actor needs of an instance: take a batch and report back later."""
 
     def run(self, batch: list[Token]) -> None: ...
+
+
+def _depth(worker: Worker) -> int:
+    return int(getattr(worker, "depth", 1))
 
 
 RouteFn = Callable[["Actor", list[Token], Errors], None]
@@ -49,7 +54,7 @@ class NodeStatistics(msgspec.Struct, frozen=True):
         batches: batches handed to kernels.
         batch_sizes: ``batch_sizes[n]`` counts the batches of size ``n``.
         instances: the node's instance count.
-        busy_instances: instances running a batch now.
+        busy_instances: instances that cannot take another batch now.
     """
 
     node: str
@@ -81,6 +86,7 @@ class Actor:
         self.name = name
         self.policy = policy
         self.mailbox = mailbox
+        self.links = Links()
         self.children: list[Actor] = []
         self.parents: list[Actor] = []
         self.ancestors: tuple[Actor, ...] = ()
@@ -108,7 +114,11 @@ class Actor:
         """Bind the started instances; must run on the event loop's thread."""
         self._loop = asyncio.get_running_loop()
         self._workers = list(workers)
-        self._idle = list(reversed(self._workers))  # instance 0 is used first
+        # One slot per batch an instance accepts at once; instance 0's first slot is used
+        # first, and every instance gets a batch before any gets a second.
+        deepest = max((_depth(w) for w in self._workers), default=1)
+        slots = [w for level in range(deepest) for w in self._workers if _depth(w) > level]
+        self._idle = list(reversed(slots))
 
     def upstream_load(self) -> int:
         """Tokens in flight at ancestors, which could still join a batch here."""
@@ -146,7 +156,7 @@ class Actor:
             batches=self._batches,
             batch_sizes=tuple(self._batch_sizes),
             instances=len(self._workers),
-            busy_instances=len(self._workers) - len(self._idle),
+            busy_instances=len(self._workers) - len({id(w) for w in self._idle}),
         )
 
     def _on_arrival(self, count: int) -> None:

@@ -48,6 +48,18 @@ class ThreadBinding(Protocol):
         ...
 
 
+class DeferredBinding(ThreadBinding, Protocol):
+    """A binding that can post results from a stream-ordered callback instead.
+
+    ``depth`` is how many batches the instance accepts at once (launch one while the
+    device still runs the other).
+    """
+
+    depth: int
+
+    def complete_later(self, ctx: InstanceContext, callback: Callable[[], None]) -> None: ...
+
+
 class HostBinding:
     """The binding for CPU nodes: nothing to bind, nothing to wait for."""
 
@@ -70,6 +82,9 @@ class InstanceWorker:
         ctx: the instance's identity and placement.
         on_done: called on the loop thread with ``(worker, batch, errors)``.
         binding: device hook; defaults to :class:`HostBinding`.
+        prefetch: batches the instance may hold queued beyond the one it runs, so that it
+            starts the next without waiting for the event loop to hand it over (the
+            hand-off costs a few hundred microseconds under load).
     """
 
     def __init__(
@@ -78,12 +93,19 @@ class InstanceWorker:
         ctx: InstanceContext,
         on_done: DoneCallback,
         binding: ThreadBinding | None = None,
+        prefetch: int = 0,
     ) -> None:
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
+            raise ValueError(f"prefetch must be an int >= 0, got {prefetch!r}")
         self.ctx = ctx
         self.busy_seconds = 0.0
         self._kernel = kernel
         self._on_done = on_done
         self._binding: ThreadBinding = binding if binding is not None else HostBinding()
+        self._deferred = getattr(self._binding, "depth", 1) > 1
+        #: Batches this instance accepts at once: its binding's depth (2 for a deferred
+        #: completion, else 1) plus ``prefetch``.
+        self.depth: int = getattr(self._binding, "depth", 1) + prefetch
         self._inbox: queue.SimpleQueue[list[Token] | None] = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -128,20 +150,32 @@ class InstanceWorker:
             return
         self.ctx = ctx
         self._ready.set_result(None)
-        assert self._loop is not None
         for batch in iter(self._inbox.get, None):
-            errors = self._execute(kernel, batch)
-            try:
-                self._loop.call_soon_threadsafe(self._on_done, self, batch, errors)
-            except RuntimeError:  # the loop closed under us; the runtime failed the jobs
-                return
+            errors = self._execute(kernel, batch, wait=not self._deferred)
+            post = self._poster(batch, errors)
+            if self._deferred:
+                self._binding.complete_later(self.ctx, post)  # type: ignore[attr-defined]
+            else:
+                post()
 
-    def _execute(self, kernel: Kernel, batch: list[Token]) -> Errors:
+    def _poster(self, batch: list[Token], errors: Errors) -> Callable[[], None]:
+        loop = self._loop
+        assert loop is not None
+
+        def post() -> None:
+            # RuntimeError: the loop closed under us; the runtime already failed the jobs
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._on_done, self, batch, errors)
+
+        return post
+
+    def _execute(self, kernel: Kernel, batch: list[Token], wait: bool = True) -> Errors:
         started = time.perf_counter()
         try:
             with self._binding.batch_scope(self.ctx):
                 outcome = kernel.forward([token.payload for token in batch])
-                self._binding.complete(self.ctx)
+                if wait:
+                    self._binding.complete(self.ctx)
         except BaseException as exc:  # a whole-batch failure fails this batch only
             return [whole_batch_error(exc, self.ctx.node, len(batch)) for _ in batch]
         finally:

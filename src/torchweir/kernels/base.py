@@ -20,9 +20,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
-from torchweir.errors import KernelError
+import msgspec
 
-__all__ = ["FunctionKernel", "InstanceContext", "Kernel", "Outcome", "kernel"]
+from torchweir.errors import ConfigError, KernelError
+
+__all__ = ["FunctionKernel", "InstanceContext", "ItemKernel", "Kernel", "Outcome", "kernel"]
 
 Payload = dict[str, Any]
 #: What ``Kernel.forward`` returns: ``None`` when every item succeeded, otherwise one
@@ -40,6 +42,8 @@ class InstanceContext:
         instance_num: how many instances the node has.
         device: ``"cpu"`` or a CUDA device such as ``"cuda:0"``.
         stream: the instance's own CUDA stream, or ``None`` on the CPU.
+        keep_on_device: whether every child of the node runs on a GPU too, so that
+            tensor outputs may stay on the device instead of being copied to the host.
     """
 
     node: str
@@ -47,28 +51,43 @@ class InstanceContext:
     instance_num: int = 1
     device: str = "cpu"
     stream: Any = None
+    keep_on_device: bool = False
 
 
 class Kernel:
     """Base class for kernels that see whole request dicts (torchpipe's backends).
 
     Subclasses override :meth:`forward`. ``max_batch`` is the largest batch the kernel
-    accepts when the node does not set ``max``.
+    accepts when the node does not set ``max``. ``device`` is ``"cuda"`` for kernels that
+    need a GPU: their node's instances are then bound to a GPU and a CUDA stream.
     """
 
     max_batch: int = 1
+    device: str = "cpu"
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> Kernel:
         """Build from a node's parameters, as a TOML backend name does.
 
         torchpipe hands every node key to every backend, so keys the constructor does not
-        take are ignored. Override this for keys that are not identifiers (``model::cache``).
+        take are ignored. Values are converted to the constructor's annotations, so that
+        ``resize_h = "224"`` and ``resize_h = 224`` mean the same. Override this for keys
+        that are not identifiers (``model::cache``).
+
+        Raises:
+            ConfigError: a value does not convert (names the key and the value).
         """
-        signature = inspect.signature(cls)
+        signature = _signature(cls)
+        hints = {
+            name: p.annotation
+            for name, p in signature.parameters.items()
+            if p.annotation is not p.empty and not isinstance(p.annotation, str)
+        }
         if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
-            return cls(**params)
-        return cls(**{key: value for key, value in params.items() if key in signature.parameters})
+            accepted = dict(params)
+        else:
+            accepted = {k: v for k, v in params.items() if k in signature.parameters}
+        return cls(**{key: _convert(key, value, hints.get(key)) for key, value in accepted.items()})
 
     def setup(self, ctx: InstanceContext) -> Kernel:
         """Prepare one instance, in its own thread; return the object that will run it."""
@@ -85,6 +104,31 @@ class Kernel:
             Exception: anything raised fails every request of this batch, and only those.
         """
         raise NotImplementedError(f"{type(self).__name__} must implement forward()")
+
+
+class ItemKernel(Kernel):
+    """A kernel whose items are independent: it runs item by item inside one batch call.
+
+    Subclasses implement :meth:`process` for one request dict. An exception raised there
+    fails only that item (raise :class:`~torchweir.errors.InputError` for bad input); the
+    rest of the batch still runs. Most CPU image operations are item kernels: they gain
+    nothing from stacking, but still save one thread hand-off per item when batched.
+    """
+
+    def process(self, item: Payload) -> None:
+        """Read ``item["data"]``, set ``item["result"]`` (and any other keys)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement process()")
+
+    def forward(self, items: list[Payload]) -> Outcome:
+        errors: list[BaseException | None] | None = None
+        for i, item in enumerate(items):
+            try:
+                self.process(item)
+            except Exception as exc:
+                if errors is None:
+                    errors = [None] * len(items)
+                errors[i] = exc
+        return errors
 
 
 class FunctionKernel(Kernel):
@@ -131,6 +175,22 @@ class FunctionKernel(Kernel):
             else:
                 item["result"] = result
         return errors
+
+
+def _signature(cls: type[Kernel]) -> inspect.Signature:
+    try:
+        return inspect.signature(cls, eval_str=True)
+    except Exception:  # unresolvable annotations: values pass through unconverted
+        return inspect.signature(cls)
+
+
+def _convert(key: str, value: Any, hint: Any) -> Any:
+    if hint is None or hint is Any:
+        return value
+    try:
+        return msgspec.convert(value, hint, strict=False)
+    except (msgspec.ValidationError, TypeError) as exc:
+        raise ConfigError(f"{exc} (got {value!r})", key=key) from None
 
 
 F = TypeVar("F", bound=Callable[[list[Any]], Sequence[Any]])

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from torchweir.actors.actor import Actor
 from torchweir.actors.clock import Clock
+from torchweir.actors.cuda import CudaBinding, cuda_device_count, place_instances
 from torchweir.actors.mailbox import Mailbox
 from torchweir.actors.policy import BatchPolicy
-from torchweir.actors.routing import route
+from torchweir.actors.routing import Fold, Links, route
 from torchweir.actors.worker import InstanceWorker
 from torchweir.errors import ConfigError
+from torchweir.graphs.backend import Backend, parse_backend
+from torchweir.graphs.mapping import parse_map
 from torchweir.graphs.spec import GraphSpec, NodeSpec
-from torchweir.graphs.validate import closest
-from torchweir.kernels import registry
+from torchweir.graphs.topology import Region, reachable, serial_region, subgraph_region
+from torchweir.kernels import filters, registry
 from torchweir.kernels.base import InstanceContext, Kernel
+from torchweir.kernels.compose import SEQUENTIAL_NAMES, STREAM_WRAPPERS, Identity, Sequential
+from torchweir.kernels.imports import import_object
 
 
 @dataclass
@@ -23,44 +29,163 @@ class Built:
 
     actors: dict[str, Actor]
     workers: dict[str, list[InstanceWorker]]
-    roots: tuple[str, ...]
+    entry: str | None
+    stream_bound: dict[str, bool]
 
 
 def build(graph: GraphSpec, clock: Clock) -> Built:
-    """Create one actor per node, wire edges, and create each node's workers.
+    """Create one actor per node, its kernel and workers, and wire the edges.
 
     Raises:
-        ConfigError: a backend name is unknown, or a kernel rejects its parameters.
+        ConfigError: a backend cannot be built (unknown name, bad parameters).
     """
     actors: dict[str, Actor] = {}
-    workers: dict[str, list[InstanceWorker]] = {}
+    kernels: dict[str, Kernel] = {}
+    stream_bound: dict[str, bool] = {}
     for spec in graph.nodes:
-        kernel = resolve_kernel(spec)
+        kernels[spec.name], stream_bound[spec.name] = node_kernel(spec)
+        kernel = kernels[spec.name]
         max_batch = spec.max if spec.max is not None else kernel.max_batch
         policy = BatchPolicy(max_batch=max_batch, timeout=spec.batching_timeout / 1000.0)
         actor = Actor(spec.name, policy, Mailbox(spec.name, spec.max_queue, clock), clock, route)
         actors[spec.name] = actor
-        workers[spec.name] = [
-            InstanceWorker(
-                kernel,
-                InstanceContext(node=spec.name, index=i, instance_num=spec.instance_num),
-                actor.batch_done,
-            )
-            for i in range(spec.instance_num)
-        ]
+    gpu_nodes = _gpu_nodes(graph, kernels, stream_bound, cuda_device_count())
+    workers = {
+        spec.name: _workers(spec, kernels[spec.name], actors[spec.name], gpu_nodes)
+        for spec in graph.nodes
+    }
+    _wire(graph, actors)
+    return Built(actors, workers, graph.default_entry(), stream_bound)
+
+
+def _gpu_nodes(
+    graph: GraphSpec, kernels: dict[str, Kernel], stream_bound: dict[str, bool], gpus: int
+) -> dict[str, list[int]]:
+    """Which nodes run on GPUs, and each instance's GPU index.
+
+    A node is a GPU node if its kernel needs CUDA, or if a stream wrapper (``Torch[...]``)
+    asks for one and a GPU is visible; on a machine without one, ``Torch[...]`` nodes run
+    on the CPU, so torchpipe configs of CPU stages load anywhere.
+    """
+    placed: dict[str, list[int]] = {}
+    for spec in graph.nodes:
+        needs = kernels[spec.name].device.startswith("cuda")
+        if not needs and not (stream_bound[spec.name] and gpus > 0):
+            continue
+        try:
+            placed[spec.name] = place_instances(spec.instance_num, _device_id(spec), gpus)
+        except ConfigError as exc:
+            raise ConfigError(exc.detail, node=spec.name, key=exc.key) from None
+    return placed
+
+
+def _device_id(spec: NodeSpec) -> int | None:
+    value = spec.params.get("device_id")
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"expected a GPU index, got {value!r}", node=spec.name, key="device_id"
+        ) from None
+
+
+def _workers(
+    spec: NodeSpec, kernel: Kernel, actor: Actor, gpu_nodes: dict[str, list[int]]
+) -> list[InstanceWorker]:
+    devices = gpu_nodes.get(spec.name)
+    keep = devices is not None and bool(spec.next) and all(c in gpu_nodes for c in spec.next)
+    completion = str(spec.params.get("completion", "event"))
+    prefetch = _prefetch(spec)
+    workers = []
+    for i in range(spec.instance_num):
+        ctx = InstanceContext(
+            node=spec.name,
+            index=i,
+            instance_num=spec.instance_num,
+            device="cpu" if devices is None else f"cuda:{devices[i]}",
+            keep_on_device=keep,
+        )
+        binding = None if devices is None else _cuda_binding(spec, completion)
+        workers.append(
+            InstanceWorker(kernel, ctx, actor.batch_done, binding=binding, prefetch=prefetch)
+        )
+    return workers
+
+
+def _prefetch(spec: NodeSpec) -> int:
+    value = spec.params.get("prefetch", 0)
+    try:
+        prefetch = int(value)
+    except (TypeError, ValueError):
+        prefetch = -1
+    if isinstance(value, bool) or prefetch < 0:
+        raise ConfigError(
+            f"expected an integer >= 0, got {value!r}", node=spec.name, key="prefetch"
+        )
+    return prefetch
+
+
+def _cuda_binding(spec: NodeSpec, completion: str) -> CudaBinding:
+    try:
+        return CudaBinding(completion)
+    except ConfigError as exc:
+        raise ConfigError(exc.detail, node=spec.name, key="completion") from None
+
+
+def _wire(graph: GraphSpec, actors: dict[str, Actor]) -> None:
+    children, parents = graph.children(), graph.parents()
+    reach = {name: reachable(children, name) for name in graph.names}
+    read_by_map = {
+        source
+        for spec in graph.nodes
+        if spec.map
+        for source, _ in parse_map(spec.map, node=spec.name)
+        if source and source not in parents[spec.name]
+    }
+
+    def fold(region: Region) -> Fold:
+        folded, exits = region
+        return folded, tuple((actors[child], via) for child, via in exits)
+
     for spec in graph.nodes:
         actor = actors[spec.name]
         actor.children = [actors[name] for name in spec.next]
-        for child in actor.children:
-            child.parents.append(actor)
+        actor.parents = [actors[name] for name in parents[spec.name]]
+        filter_name = spec.filter or ("run" if spec.map or not parents[spec.name] else "swap")
+        actor.links = Links(
+            filter_name=spec.filter,
+            filter=filters.get_filter(filter_name),
+            fallback=filters.is_fallback(filter_name),
+            map_rules=parse_map(spec.map, node=spec.name) if spec.map else (),
+            parents=tuple(parents[spec.name]),
+            joins=_join_counts(spec.name, parents[spec.name], reach),
+            serial=fold(serial_region(children, parents, spec.name)),
+            subgraph=fold(subgraph_region(children, parents, spec.name)),
+            record=spec.name in read_by_map,
+        )
     for actor in actors.values():
         actor.ancestors = _closure(actor, "parents")
         actor.descendants = _closure(actor, "children")
-    return Built(actors=actors, workers=workers, roots=graph.roots())
 
 
-def resolve_kernel(spec: NodeSpec) -> Kernel:
-    """The node's kernel object: given directly, or built from its backend name."""
+def _join_counts(name: str, parents: list[str], reach: dict[str, set[str]]) -> dict[str, int]:
+    """For each entry node, how many of ``name``'s parents a request entering there visits."""
+    counts = {}
+    for entry, visited in reach.items():
+        count = sum(1 for parent in parents if parent in visited)
+        if count > 1:
+            counts[entry] = count
+    return counts
+
+
+def node_kernel(spec: NodeSpec) -> tuple[Kernel, bool]:
+    """The node's kernel, and whether it runs behind a stream wrapper (``Torch[...]``).
+
+    Raises:
+        ConfigError: unknown names, bad parameters, a wrapper given two backends.
+    """
     if spec.kernel is not None:
         if not isinstance(spec.kernel, Kernel):
             raise ConfigError(
@@ -68,20 +193,59 @@ def resolve_kernel(spec: NodeSpec) -> Kernel:
                 node=spec.name,
                 key="backend",
             )
-        return spec.kernel
-    name = spec.backend
-    if not registry.is_registered(name):
-        raise ConfigError(
-            f"unknown backend {name!r}{closest(name, registry.registered_names())}",
-            node=spec.name,
-            key="backend",
-        )
+        return spec.kernel, False
+    backend = parse_backend(spec.backend, node=spec.name)
+    return _build(backend, spec.kernel_params(), spec.name)
+
+
+def _build(backend: Backend, params: dict[str, Any], node: str) -> tuple[Kernel, bool]:
+    params = {**params, **dict(backend.params)}
+    name, args = backend.name, backend.args
+    if name in STREAM_WRAPPERS or name == "Python":
+        if len(args) > 1:
+            raise ConfigError(
+                f"{name}[...] wraps one backend, got {len(args)}", node=node, key="backend"
+            )
+        if not args:
+            return Identity(), name in STREAM_WRAPPERS
+        kernel, stream = _build(args[0].backend, params, node)
+        return kernel, stream or name in STREAM_WRAPPERS
+    if name in SEQUENTIAL_NAMES:
+        built = [(step.filter, *_build(step.backend, params, node)) for step in args]
+        try:
+            sequential = Sequential([(step_filter, kernel) for step_filter, kernel, _ in built])
+        except ValueError as exc:
+            raise ConfigError(str(exc), node=node, key="backend") from None
+        return sequential, any(stream for _, _, stream in built)
+    if args:
+        raise ConfigError(f"backend {name!r} takes no [...] arguments", node=node, key="backend")
+    return _leaf_kernel(name, params, node), False
+
+
+def _leaf_kernel(name: str, params: dict[str, Any], node: str) -> Kernel:
     try:
-        return registry.create_kernel(name, dict(spec.params))
-    except (TypeError, ValueError) as exc:
+        if ":" in name:
+            return _imported_kernel(name, params)
+        return registry.create_kernel(name, params)
+    except KeyError:
+        raise ConfigError(f"unknown backend {name!r}", node=node, key="backend") from None
+    except ConfigError as exc:
+        if exc.node is None:
+            raise ConfigError(exc.detail, file=exc.file, node=node, key=exc.key) from exc
+        raise
+    except (TypeError, ValueError, ImportError, AttributeError) as exc:
         raise ConfigError(
-            f"backend {name!r} rejected its parameters: {exc}", node=spec.name, key="backend"
+            f"backend {name!r} rejected its parameters: {exc}", node=node, key="backend"
         ) from exc
+
+
+def _imported_kernel(path: str, params: dict[str, Any]) -> Kernel:
+    found = import_object(path)
+    if isinstance(found, type) and issubclass(found, Kernel):
+        return found.from_params(params)
+    if isinstance(found, Kernel):
+        return found
+    raise TypeError(f"{path} is a {type(found).__name__}, not a Kernel class or instance")
 
 
 def _closure(actor: Actor, direction: str) -> tuple[Actor, ...]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 from typing import Any
 
 from torchweir.graphs.builder import Graph
@@ -34,7 +35,7 @@ class Pipe:
         **runtime_kwargs: passed to :class:`Runtime`.
     """
 
-    def __init__(self, graph: Graph | GraphSpec, **runtime_kwargs: Any) -> None:
+    def __init__(self, graph: Graph | GraphSpec | str | Path, **runtime_kwargs: Any) -> None:
         self._runtime = Runtime(graph, **runtime_kwargs)
         self._loop = new_event_loop()
         self._thread = threading.Thread(
@@ -113,6 +114,6 @@ class Pipe:
         self._loop.close()
 
 
-def pipe(graph: Graph | GraphSpec, **runtime_kwargs: Any) -> Pipe:
-    """Start a :class:`Pipe` for ``graph``: ``pipe(graph)(request)``."""
+def pipe(graph: Graph | GraphSpec | str | Path, **runtime_kwargs: Any) -> Pipe:
+    """Start a :class:`Pipe` for ``graph`` (or a TOML path): ``pipe("g.toml")(request)``."""
     return Pipe(graph, **runtime_kwargs)

@@ -19,6 +19,7 @@ import contextlib
 import enum
 import warnings
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
@@ -31,7 +32,8 @@ from torchweir.actors.worker import InstanceWorker
 from torchweir.errors import ConfigError, DeadlineExceeded, RuntimeClosed, UnknownNode
 from torchweir.graphs.builder import Graph
 from torchweir.graphs.spec import GraphSpec
-from torchweir.graphs.validate import closest
+from torchweir.graphs.toml import load_toml
+from torchweir.graphs.validate import closest, validate
 from torchweir.runtime.build import Built, build
 
 __all__ = ["Runtime", "RuntimeState", "RuntimeStatistics"]
@@ -58,7 +60,7 @@ class Runtime:
     """Runs a graph inside the current event loop.
 
     Args:
-        graph: a :class:`Graph` or a :class:`GraphSpec`.
+        graph: a :class:`Graph`, a :class:`GraphSpec`, or the path of a TOML file.
         overflow: what ``submit`` does when the entry mailbox is full: ``"wait"`` for
             room, or ``"reject"`` with :class:`~torchweir.errors.Overloaded`.
         drain_timeout: seconds :meth:`aclose` lets pending requests finish before it
@@ -68,7 +70,7 @@ class Runtime:
 
     def __init__(
         self,
-        graph: Graph | GraphSpec,
+        graph: Graph | GraphSpec | str | Path,
         *,
         overflow: Overflow = "wait",
         drain_timeout: float = 30.0,
@@ -90,6 +92,11 @@ class Runtime:
 
     def __repr__(self) -> str:
         return f"<Runtime {self._state.value} nodes={list(self.graph.names)}>"
+
+    @classmethod
+    def from_toml(cls, path: str | Path, **kwargs: Any) -> Runtime:
+        """A runtime for the torchpipe-style TOML graph at ``path``."""
+        return cls(load_toml(path), **kwargs)
 
     @property
     def state(self) -> RuntimeState:
@@ -236,13 +243,17 @@ class Runtime:
                 raise ValueError(f"a request dict needs a 'data' key; got keys {sorted(x)}")
             original: dict[str, Any] | None = x
             payload = dict(x)
+            payload.pop("result", None)  # a stale result never reaches the kernel
             node_name = node_name if node_name is not None else x.get("node_name")
         else:
             original = None
             payload = {"data": x}
         actor = self._entry(node_name)
         job = Job(
-            asyncio.get_running_loop().create_future(), original, on_settle=self._pending.discard
+            asyncio.get_running_loop().create_future(),
+            original,
+            entry=actor.name,
+            on_settle=self._pending.discard,
         )
         if timeout is not None:
             self._set_deadline(job, timeout)
@@ -253,13 +264,13 @@ class Runtime:
         assert self._built is not None
         actors = self._built.actors
         if node_name is None:
-            roots = self._built.roots
-            if len(roots) != 1:
+            if self._built.entry is None:
+                roots = self.graph.roots()
                 raise UnknownNode(
                     f"the graph has {len(roots)} roots {list(roots)}; "
                     "say where to enter with node_name"
                 )
-            return actors[roots[0]]
+            return actors[self._built.entry]
         try:
             return actors[node_name]
         except KeyError:
@@ -327,12 +338,15 @@ class Runtime:
             )
 
 
-def _as_spec(graph: Graph | GraphSpec) -> GraphSpec:
+def _as_spec(graph: Graph | GraphSpec | str | Path) -> GraphSpec:
     if isinstance(graph, GraphSpec):
+        validate(graph)
         return graph
     if isinstance(graph, Graph):
         return graph.spec()
-    raise TypeError(f"expected a Graph or GraphSpec, got {type(graph).__name__}")
+    if isinstance(graph, (str, Path)):
+        return load_toml(graph)
+    raise TypeError(f"expected a Graph, GraphSpec or TOML path, got {type(graph).__name__}")
 
 
 async def _start_workers(built: Built) -> None:

@@ -1,0 +1,126 @@
+"""GPU placement logic (runs everywhere) and the CUDA binding (GPU machine only)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+
+import torchweir as tw
+from torchweir.actors.cuda import CudaBinding, cuda_device_count, place_instances
+from torchweir.kernels.base import InstanceContext, Outcome, Payload
+
+
+def test_instances_spread_round_robin_over_the_visible_gpus() -> None:
+    assert place_instances(4, None, 2) == [0, 1, 0, 1]
+    assert place_instances(3, -1, 1) == [0, 0, 0]  # torchpipe's "unset" device_id
+    assert place_instances(3, 1, 2) == [1, 1, 1]
+
+
+def test_placement_names_what_is_missing() -> None:
+    with pytest.raises(tw.ConfigError, match="needs a CUDA GPU, and none is visible"):
+        place_instances(1, None, 0)
+    with pytest.raises(tw.ConfigError, match=r"device_id 2 is not visible \(2 GPU\(s\): 0\.\.1\)"):
+        place_instances(1, 2, 2)
+
+
+def test_a_bad_completion_mode_is_a_config_error() -> None:
+    with pytest.raises(tw.ConfigError, match="completion must be one of"):
+        CudaBinding("poll")
+
+
+class NeedsCuda(tw.Kernel):
+    device = "cuda"
+
+    def forward(self, items: list[Payload]) -> Outcome:
+        for item in items:
+            item["result"] = item["data"]
+        return None
+
+
+@pytest.mark.skipif(cuda_device_count() > 0, reason="this machine has a GPU")
+def test_without_a_gpu_torch_wrappers_run_on_the_cpu_and_cuda_kernels_fail_to_build() -> None:
+    g = tw.Graph()
+    g.node("decode", "Torch[Identity]")
+
+    async def main() -> Any:
+        async with tw.Runtime(g) as rt:
+            return await rt.submit(5)
+
+    assert asyncio.run(main()) == 5
+    g2 = tw.Graph()
+    g2.node("model", NeedsCuda())
+    with pytest.raises(tw.ConfigError, match="node 'model', key 'device_id': needs a CUDA GPU"):
+        asyncio.run(tw.Runtime(g2).start())
+
+
+class StreamProbe(tw.Kernel):
+    """Records, per batch, the instance's device, stream and thread."""
+
+    device = "cuda"
+    max_batch = 4
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int, int]] = []
+        self.lock = threading.Lock()
+
+    def forward(self, items: list[Payload]) -> Outcome:
+        import torch
+
+        stream = torch.cuda.current_stream()
+        with self.lock:
+            self.seen.append((str(stream.device), stream.cuda_stream, threading.get_ident()))
+        for item in items:
+            item["result"] = (torch.as_tensor(item["data"], device=stream.device) * 2).cpu()
+        return None
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("completion", ["event", "callback"])
+def test_each_instance_runs_on_its_own_non_default_stream(completion: str) -> None:
+    import torch
+
+    probe = StreamProbe()
+    g = tw.Graph()
+    g.node("gpu", probe, instance_num=3, completion=completion, max=4)
+
+    async def main() -> list[Any]:
+        async with tw.Runtime(g) as rt:
+            return await asyncio.gather(*(rt.submit(i) for i in range(200)))
+
+    results = asyncio.run(main())
+    assert [int(r) for r in results] == [2 * i for i in range(200)]
+    streams = {s for _, s, _ in probe.seen}
+    threads = {t for _, _, t in probe.seen}
+    assert len(threads) == 3
+    assert len(streams) == 3
+    assert torch.cuda.default_stream().cuda_stream not in streams
+    gpus = cuda_device_count()
+    assert {d for d, _, _ in probe.seen} == {f"cuda:{i}" for i in range(min(gpus, 3))}
+
+
+@pytest.mark.gpu
+def test_the_host_callback_posts_only_after_the_stream_work() -> None:
+    import torch
+
+    done = threading.Event()
+    order: list[str] = []
+    binding = CudaBinding("callback")
+    ctx = binding.enter(InstanceContext("n", device="cuda:0"))
+    x = torch.randn(4096, 4096, device="cuda:0")
+    with binding.batch_scope(ctx):
+        for _ in range(20):
+            x = x @ x / 4096
+        marker = torch.cuda.Event()
+        marker.record(ctx.stream)
+
+    def callback() -> None:
+        order.append("callback")
+        order.append("finished" if marker.query() else "still running")
+        done.set()
+
+    binding.complete_later(ctx, callback)
+    assert done.wait(30)
+    assert order == ["callback", "finished"]
