@@ -1,0 +1,193 @@
+"""Tensor kernels for the GPU path: resize, colour order, crop, pad, device moves.
+
+They run on the instance's own CUDA stream (made current by its binding). ``ResizeTensor``
+batches work by image size: all images of one size are resized with one stacked
+``interpolate`` call, so a batch of photos from a few camera sizes costs a few launches,
+not one per image.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torchweir.errors import InputError
+from torchweir.kernels.base import InstanceContext, ItemKernel, Kernel, Outcome, Payload
+from torchweir.kernels.registry import register_kernel, registered
+
+__all__ = ["CpuTensor", "CropTensor", "GpuTensor", "PadTensor", "ResizeTensor", "cvtColorTensor"]
+
+
+def _as_nchw(data: Any) -> Any:
+    """A 1 x C x H x W view of a CHW or 1CHW tensor; InputError for anything else."""
+    import torch
+
+    if not isinstance(data, torch.Tensor):
+        raise InputError(f"expected an image tensor, got {type(data).__name__}")
+    if data.dim() == 3:
+        return data[None]
+    if data.dim() == 4 and data.shape[0] == 1:
+        return data
+    raise InputError(f"expected a C x H x W or 1 x C x H x W tensor, got shape {tuple(data.shape)}")
+
+
+@registered("ResizeTensor")
+class ResizeTensor(Kernel):
+    """Bilinear resize (half-pixel centres, no antialias: OpenCV's ``INTER_LINEAR``).
+
+    ``uint8`` input gives ``uint8`` output, rounded, so the GPU path feeds a model the same
+    kind of input as ``ResizeMat`` does (torchpipe returns float here; the models
+    normalise either).
+    """
+
+    device = "cuda"
+
+    def __init__(self, resize_h: int, resize_w: int, max_batch: int = 64) -> None:
+        for name, value in (("resize_h", resize_h), ("resize_w", resize_w)):
+            if not 1 <= value <= 1048576:
+                raise ValueError(f"{name} must be in 1..1048576, got {value}")
+        self.size = (resize_h, resize_w)
+        self.max_batch = max_batch
+
+    def forward(self, items: list[Payload]) -> Outcome:
+        import torch
+        import torch.nn.functional as F
+
+        errors: list[BaseException | None] = [None] * len(items)
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        images: dict[int, Any] = {}
+        for i, item in enumerate(items):
+            try:
+                image = _as_nchw(item["data"])
+            except InputError as exc:
+                errors[i] = exc
+                continue
+            images[i] = image
+            groups.setdefault((tuple(image.shape[1:]), image.dtype, image.device), []).append(i)
+        for members in groups.values():
+            stacked = torch.cat([images[i] for i in members])
+            out = F.interpolate(
+                stacked.float(),
+                size=self.size,
+                mode="bilinear",
+                align_corners=False,
+                antialias=False,
+            )
+            if stacked.dtype == torch.uint8:
+                out = out.round_().clamp_(0, 255).to(torch.uint8)
+            for row, i in enumerate(members):
+                items[i]["result"] = out[row : row + 1]
+        return errors if any(e is not None for e in errors) else None
+
+
+@registered("cvtColorTensor")
+class cvtColorTensor(ItemKernel):  # torchpipe spells it so
+    """Swap RGB <-> BGR on the channel dimension; reads and sets ``color``."""
+
+    device = "cuda"
+
+    def __init__(self, color: str) -> None:
+        if color not in ("rgb", "bgr"):
+            raise ValueError(f"color must be 'rgb' or 'bgr', got {color!r}")
+        self.color = color
+
+    def process(self, item: Payload) -> None:
+        image = _as_nchw(item["data"])
+        source = item.get("color", "rgb")
+        item["result"] = image if source == self.color else image.flip(1)
+        item["color"] = self.color
+
+
+register_kernel("CvtColorTensor", cvtColorTensor)
+
+
+@registered("CropTensor")
+class CropTensor(ItemKernel):
+    """Crop ``[x1, y1, x2, y2]`` from the ``_box`` (or ``box``) key of the request."""
+
+    device = "cuda"
+
+    def process(self, item: Payload) -> None:
+        image = _as_nchw(item["data"])
+        box = item.get("_box", item.get("box"))
+        if box is None:
+            raise InputError("CropTensor needs a box [x1, y1, x2, y2] under '_box' or 'box'")
+        try:
+            x1, y1, x2, y2 = (int(v) for v in box)
+        except (TypeError, ValueError):
+            raise InputError(f"a box is [x1, y1, x2, y2], got {box!r}") from None
+        height, width = image.shape[-2:]
+        if not (0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height):
+            raise InputError(f"box {[x1, y1, x2, y2]} is outside the {width}x{height} image")
+        item["result"] = image[..., y1:y2, x1:x2]
+        item["scale"] = 1.0
+        item["offset"] = (-x1, -y1)
+
+
+@registered("PadTensor")
+class PadTensor(ItemKernel):
+    """Pad right and bottom up to ``max_h`` x ``max_w`` (top-left aligned)."""
+
+    device = "cuda"
+
+    def __init__(self, max_h: int, max_w: int, pad_value: float = 0) -> None:
+        self.max_h, self.max_w, self.pad_value = max_h, max_w, pad_value
+
+    def process(self, item: Payload) -> None:
+        import torch.nn.functional as F
+
+        image = _as_nchw(item["data"])
+        height, width = image.shape[-2:]
+        if height > self.max_h or width > self.max_w:
+            raise InputError(
+                f"a {width}x{height} image does not fit in {self.max_w}x{self.max_h}; resize first"
+            )
+        padding = (0, self.max_w - width, 0, self.max_h - height)
+        item["result"] = F.pad(image, padding, value=self.pad_value)
+        item["scale"] = 1.0
+        item["offset"] = (0, 0)
+
+
+@registered("GpuTensor")
+class GpuTensor(Kernel):
+    """Move tensors to this instance's GPU (non-blocking from pinned memory)."""
+
+    device = "cuda"
+    max_batch = 64
+    target = "cuda"
+
+    def setup(self, ctx: InstanceContext) -> Kernel:
+        copy = GpuTensor()
+        copy.target = ctx.device
+        return copy
+
+    def forward(self, items: list[Payload]) -> Outcome:
+        import torch
+
+        errors: list[BaseException | None] = [None] * len(items)
+        for i, item in enumerate(items):
+            data = item["data"]
+            if not isinstance(data, torch.Tensor):
+                errors[i] = InputError(f"GpuTensor moves tensors, got {type(data).__name__}")
+                continue
+            item["result"] = data.to(self.target, non_blocking=True)
+        return errors if any(e is not None for e in errors) else None
+
+
+@registered("CpuTensor")
+class CpuTensor(ItemKernel):
+    """Copy a CUDA tensor (or a list of them) to the host, on this instance's stream."""
+
+    device = "cuda"
+
+    def process(self, item: Payload) -> None:
+        import torch
+
+        data = item["data"]
+        tensors = data if isinstance(data, (list, tuple)) else [data]
+        if not all(isinstance(t, torch.Tensor) and t.is_cuda for t in tensors):
+            raise InputError(
+                "CpuTensor copies CUDA tensors to the host; got a CPU tensor or a "
+                f"{type(data).__name__}"
+            )
+        moved = [t.to("cpu") for t in tensors]
+        item["result"] = moved if isinstance(data, (list, tuple)) else moved[0]

@@ -1,0 +1,84 @@
+"""The GPU kernels against the CPU path (GPU machine only: marker ``gpu``)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+import torchweir as tw
+from torchweir.data import sample_image_bytes
+from torchweir.kernels.cpu.reference import preprocess_reference
+
+pytestmark = pytest.mark.gpu
+
+
+def run_graph(g: tw.Graph, xs: list[Any]) -> list[Any]:
+    async def main() -> list[Any]:
+        async with tw.Runtime(g) as rt:
+            return await rt.submit_many(xs, return_exceptions=True)
+
+    return asyncio.run(main())
+
+
+def test_nvjpeg_decode_and_resize_match_the_cpu_path_within_one_level() -> None:
+    import torch
+
+    images = sample_image_bytes()
+    g = tw.Graph()
+    g.node("decode", "S[DecodeTensor,ResizeTensor]", resize_h=224, resize_w=224, max=16)
+    outs = run_graph(g, images * 3)
+    for image, out in zip(images * 3, outs, strict=True):
+        assert isinstance(out, torch.Tensor), out
+        assert out.dtype == torch.uint8
+        assert out.shape == (1, 3, 224, 224)
+        reference = preprocess_reference(image, 224, 224, "rgb")
+        diff = (out.cpu().int() - reference.int()).abs()
+        # nvJPEG and libjpeg use different IDCTs; resizes round differently
+        assert diff.float().mean() < 2.0, diff.float().mean()
+
+
+def test_a_corrupt_image_fails_alone_in_a_gpu_batch() -> None:
+    import torch
+
+    good = sample_image_bytes()[:3]
+    bad = [good[0][: len(good[0]) // 2], b"", b"\x89PNG\r\n\x1a\n" + b"0" * 64, 7]
+    g = tw.Graph()
+    g.node("decode", "DecodeTensor", max=16)
+    outs = run_graph(g, [good[0], bad[0], good[1], bad[1], bad[2], good[2], bad[3]])
+    kinds = [type(o).__name__ for o in outs]
+    assert kinds == [
+        "Tensor",
+        "InputError",
+        "Tensor",
+        "InputError",
+        "InputError",
+        "Tensor",
+        "InputError",
+    ]
+    assert all(o.node == "decode" for o in outs if isinstance(o, tw.InputError))
+    assert all(o.is_cuda for o in outs if isinstance(o, torch.Tensor))
+
+
+def test_colour_crop_pad_and_device_moves() -> None:
+    import torch
+
+    g = tw.Graph()
+    chain = "S[GpuTensor,cvtColorTensor,PadTensor,CpuTensor]"
+    g.node("ops", chain, color="bgr", max_h=8, max_w=10)
+    x = torch.arange(2 * 3 * 4 * 5, dtype=torch.uint8).reshape(2, 3, 4, 5)
+    outs = run_graph(g, [{"data": x[0:1], "color": "rgb"}, {"data": x[1:2], "color": "bgr"}])
+    assert outs[0]["result"].shape == (1, 3, 8, 10)
+    assert torch.equal(outs[0]["result"][..., :4, :5], x[0:1].flip(1))
+    assert torch.equal(outs[1]["result"][..., :4, :5], x[1:2])  # already bgr
+    assert outs[0]["result"][..., 4:, :].abs().sum() == 0
+    assert not outs[0]["result"].is_cuda
+
+    crop = tw.Graph()
+    crop.node("crop", "S[GpuTensor,CropTensor,CpuTensor]")
+    [ok, out_of_range] = run_graph(
+        crop, [{"data": x[0:1], "_box": [1, 1, 4, 3]}, {"data": x[0:1], "_box": [0, 0, 9, 9]}]
+    )
+    assert torch.equal(ok["result"], x[0:1, :, 1:3, 1:4])
+    assert isinstance(out_of_range, tw.InputError)
