@@ -288,3 +288,16 @@ def test_the_multi_root_error_for_the_exact_two_root_case_is_complete() -> None:
 def test_a_missing_file_is_a_config_error() -> None:
     with pytest.raises(tw.ConfigError, match=r"file 'nope\.toml': cannot read the config"):
         load_toml("nope.toml")
+
+
+def test_a_relative_model_path_resolves_beside_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "model.onnx").write_bytes(b"onnx")
+    config = tmp_path / "conf" / "graph.toml"
+    config.write_text('entry = "m"\n[m]\nmodel = "model.onnx"\n[n]\nmodel = "elsewhere.onnx"\n')
+    monkeypatch.chdir(tmp_path)
+    graph = load_toml(Path("conf") / "graph.toml")
+    assert graph.node("m").params["model"] == str((tmp_path / "conf" / "model.onnx").resolve())
+    assert graph.node("n").params["model"] == "elsewhere.onnx"  # kept: not found beside it

@@ -437,3 +437,17 @@ async def test_prefetch_keeps_results_right_and_bad_values_are_config_errors() -
     for bad in (-1, "x", True):
         with pytest.raises(tw.ConfigError, match=r"node 'only', key 'prefetch': expected an int"):
             await tw.Runtime(single(kernel, prefetch=bad)).start()
+
+
+async def test_a_malformed_request_in_submit_many_is_only_its_own_outcome() -> None:
+    async with tw.Runtime(single(plus_one)) as rt:
+        outcomes = await rt.submit_many(
+            [1, {"no": "data"}, {"data": 2, "node_name": "nope"}, 3], return_exceptions=True
+        )
+        assert outcomes[0] == 2
+        assert outcomes[3] == 4
+        assert isinstance(outcomes[1], ValueError)
+        assert isinstance(outcomes[2], tw.UnknownNode)
+        with pytest.raises(ValueError, match="needs a 'data' key"):
+            await rt.submit_many([1, {"no": "data"}])
+        assert rt.statistics().pending == 0

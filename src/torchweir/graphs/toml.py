@@ -42,11 +42,18 @@ def load_toml(path: str | Path) -> GraphSpec:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read the config: {exc.strerror or exc}", file=file) from None
-    return loads_toml(text, file=file)
+    return loads_toml(text, file=file, base=Path(path).parent)
 
 
-def loads_toml(text: str, *, file: str | None = None) -> GraphSpec:
-    """Load and validate a graph from TOML text (``file`` only names it in errors)."""
+def loads_toml(text: str, *, file: str | None = None, base: Path | None = None) -> GraphSpec:
+    """Load and validate a graph from TOML text.
+
+    Args:
+        file: names the source in errors.
+        base: the config's folder. A relative ``model`` path that exists there is made
+            absolute, so a config finds its model from any working directory (torchpipe
+            resolves against the working directory, which still applies otherwise).
+    """
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -68,10 +75,21 @@ def loads_toml(text: str, *, file: str | None = None) -> GraphSpec:
                     key=key,
                 )
         raw = {"backend": "Identity", **defaults, **table}
+        if base is not None:
+            raw = _resolve_model_path(raw, base)
         nodes.append(node_spec(name, split_node_keys(raw), file=file))
     graph = GraphSpec(nodes=tuple(nodes), entry=entry)
     validate(graph, file=file)
     return graph
+
+
+def _resolve_model_path(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    model = raw.get("model")
+    if isinstance(model, str) and model and not Path(model).is_absolute():
+        beside = base / model
+        if beside.exists():
+            return {**raw, "model": str(beside.resolve())}
+    return raw
 
 
 def dump_toml(graph: GraphSpec) -> str:

@@ -204,18 +204,34 @@ class Runtime:
 
         Waits for every one of them to settle, then returns their outcomes in order. With
         ``return_exceptions=False`` the first failure (in input order) is raised instead.
+        A malformed request (a dict without ``data``, an unknown ``node_name``) is then
+        raised before anything runs; with ``return_exceptions=True`` it is that request's
+        outcome and the others run.
         """
-        prepared = [self._prepare(x, timeout, node_name) for x in xs]
-        jobs = [job for job, _, _ in prepared]
+        prepared: list[tuple[Job, Token, Actor] | BaseException] = []
+        for x in xs:
+            try:
+                prepared.append(self._prepare(x, timeout, node_name))
+            except (ValueError, UnknownNode) as exc:  # one malformed request, not the call
+                if not return_exceptions:
+                    _abandon_all(prepared)
+                    raise
+                prepared.append(exc)
+        jobs = [entry[0] for entry in prepared if not isinstance(entry, BaseException)]
         try:
-            for job, token, actor in prepared:
-                await self._admit(actor.mailbox, token, job)
+            for entry in prepared:
+                if not isinstance(entry, BaseException):
+                    job, token, actor = entry
+                    await self._admit(actor.mailbox, token, job)
             if jobs:
                 await asyncio.wait([job.future for job in jobs])
         finally:
             for job in jobs:
                 job.abandon()
-        outcomes = [job.future.exception() or job.future.result() for job in jobs]
+        outcomes = [
+            entry if isinstance(entry, BaseException) else _outcome_of(entry[0])
+            for entry in prepared
+        ]
         if not return_exceptions:
             for outcome in outcomes:
                 if isinstance(outcome, BaseException):
@@ -336,6 +352,16 @@ class Runtime:
                 RuntimeWarning,
                 stacklevel=2,
             )
+
+
+def _outcome_of(job: Job) -> Any:
+    return job.future.exception() or job.future.result()
+
+
+def _abandon_all(prepared: list[tuple[Job, Token, Actor] | BaseException]) -> None:
+    for entry in prepared:
+        if not isinstance(entry, BaseException):
+            entry[0].abandon()
 
 
 def _as_spec(graph: Graph | GraphSpec | str | Path) -> GraphSpec:
