@@ -26,6 +26,7 @@ DOCUMENTED = {
     "register_filter",
     "register_kernel",
     # errors
+    "bench",
     "errors",
     "TorchweirError",
     "ConfigError",

@@ -4,6 +4,7 @@ Every public name is re-exported here and nowhere else (``tests/test_exports.py`
 the list honest); submodules are implementation detail unless documented.
 """
 
+from torchweir import bench as bench
 from torchweir import errors as errors
 from torchweir import kernels as kernels
 from torchweir.errors import ConfigError as ConfigError
@@ -51,6 +52,7 @@ __all__ = [
     "SubmitError",
     "TorchweirError",
     "UnknownNode",
+    "bench",
     "errors",
     "kernel",
     "kernels",

@@ -1,4 +1,4 @@
-"""The ``torchweir`` command: ``check`` and ``graph`` a config (more subcommands follow).
+"""The ``torchweir`` command: ``check``, ``graph`` and ``bench`` a config.
 
 Errors in a config are reported as one clear message on stderr with exit status 2, never
 as a traceback.
@@ -9,11 +9,15 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from torchweir.errors import ConfigError
 from torchweir.graphs.render import to_dot, to_mermaid
 from torchweir.graphs.spec import GraphSpec
 from torchweir.graphs.toml import load_toml
+
+if TYPE_CHECKING:
+    from torchweir.bench.targets import Target
 
 __all__ = ["main"]
 
@@ -41,7 +45,36 @@ def _parser() -> argparse.ArgumentParser:
     graph.add_argument("config", help="a torchpipe-style TOML file")
     graph.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
     graph.set_defaults(run=_graph)
+
+    bench = commands.add_parser(
+        "bench",
+        help="measure QPS and latency (default: the built-in ResNet-50 on the bundled photos)",
+    )
+    from torchweir.bench import cli as bench_cli
+
+    bench_cli.add_arguments(bench)
+    bench.set_defaults(run=_bench)
     return parser
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from torchweir.bench import cli as bench_cli
+
+    return bench_cli.main(args, default_target=_builtin_target, naive_factory=_naive_target)
+
+
+def _builtin_target() -> Target:
+    from torchweir.bench.resnet50 import service_graph
+    from torchweir.bench.targets import RuntimeTarget
+
+    return RuntimeTarget(service_graph(), name="torchweir")
+
+
+def _naive_target(config: str | None) -> Target:
+    from torchweir.bench.naive import naive_target
+    from torchweir.bench.resnet50 import service_graph
+
+    return naive_target(config if config is not None else service_graph())
 
 
 def _check(args: argparse.Namespace) -> int:
