@@ -165,3 +165,16 @@ def test_ten_concurrent_clients_always_get_the_same_outputs(service: Path, direc
         for out in outs:
             torch.testing.assert_close(out, outs[0], rtol=1e-5, atol=1e-5)
             torch.testing.assert_close(out, reference, **TOLERANCE)
+
+
+@pytest.mark.slow
+def test_the_naive_baseline_computes_what_the_graph_computes(service: Path) -> None:
+    import torch
+
+    from torchweir.bench.naive import naive_service
+
+    images = sample_image_bytes()
+    graph_outputs = run(service, list(images))
+    serve = naive_service(service)
+    for jpeg, expected in zip(images, graph_outputs, strict=True):
+        torch.testing.assert_close(serve(jpeg), expected, rtol=1e-5, atol=1e-5)

@@ -451,3 +451,18 @@ async def test_a_malformed_request_in_submit_many_is_only_its_own_outcome() -> N
         with pytest.raises(ValueError, match="needs a 'data' key"):
             await rt.submit_many([1, {"no": "data"}])
         assert rt.statistics().pending == 0
+
+
+async def test_switch_interval_is_lowered_while_running_and_restored_after() -> None:
+    import sys
+
+    before = sys.getswitchinterval()
+    async with tw.Runtime(single(plus_one), switch_interval=before / 10) as rt:
+        assert sys.getswitchinterval() == pytest.approx(before / 10)
+        async with tw.Runtime(single(plus_one), switch_interval=before / 5):
+            assert sys.getswitchinterval() == pytest.approx(before / 10)  # never raised
+        assert sys.getswitchinterval() == pytest.approx(before / 10)
+        assert await rt.submit(1) == 2
+    assert sys.getswitchinterval() == before
+    with pytest.raises(ValueError, match="switch_interval must be > 0 seconds"):
+        tw.Runtime(single(plus_one), switch_interval=0)

@@ -9,20 +9,36 @@ on the CPU only the images the GPU decoder failed on.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from torchweir.errors import KernelError
 from torchweir.kernels.base import InstanceContext, ItemKernel, Kernel, Outcome, Payload
 from torchweir.kernels.filters import Status, get_filter, is_fallback
 from torchweir.kernels.registry import registered
 
-__all__ = ["SEQUENTIAL_NAMES", "STREAM_WRAPPERS", "STRUCTURAL_NAMES", "Identity", "Sequential"]
+__all__ = [
+    "SEQUENTIAL_NAMES",
+    "STREAM_WRAPPERS",
+    "STRUCTURAL_NAMES",
+    "Identity",
+    "Sequential",
+    "register_fusion",
+]
 
 #: Wrappers meaning "runs on an instance thread with its own CUDA stream and device_id".
 STREAM_WRAPPERS = frozenset({"Torch", "SyncTensor", "StreamGuard"})
 SEQUENTIAL_NAMES = frozenset({"Sequential", "S"})
 #: Names the graph builder interprets itself; ``Python[name]`` just names a kernel.
 STRUCTURAL_NAMES = STREAM_WRAPPERS | SEQUENTIAL_NAMES | {"Python"}
+
+Steps = list[tuple[str, Kernel]]
+#: Rewrites of a step list into an equivalent, faster one (registered by kernel packages).
+_FUSIONS: list[Callable[[Steps], Steps]] = []
+
+
+def register_fusion(rule: Callable[[Steps], Steps]) -> None:
+    """Add a rule that ``Sequential`` applies to its steps (e.g. OpenCV call fusion)."""
+    _FUSIONS.append(rule)
 
 
 @registered("Identity")
@@ -52,9 +68,10 @@ class Sequential(Kernel):
             raise ValueError("Sequential needs at least one step")
         if steps[0][0] not in ("", "Run", "Continue", "run", "continue"):
             raise ValueError(f"the first step always runs; remove its filter ({steps[0][0]})")
-        self.steps = [
-            (name or ("run" if i == 0 else "swap"), k) for i, (name, k) in enumerate(steps)
-        ]
+        named = [(name or ("run" if i == 0 else "swap"), k) for i, (name, k) in enumerate(steps)]
+        for rule in _FUSIONS:
+            named = rule(named)
+        self.steps = named
         self._plan = [(name, k, get_filter(name), is_fallback(name)) for name, k in self.steps]
         # Chains of item kernels (the CPU image ops) run item by item: each image goes
         # through every step while it is still in cache, instead of step by step.

@@ -35,6 +35,7 @@ from torchweir.graphs.spec import GraphSpec
 from torchweir.graphs.toml import load_toml
 from torchweir.graphs.validate import closest, validate
 from torchweir.runtime.build import Built, build
+from torchweir.runtime.gil import lower_switch_interval, restore_switch_interval
 
 __all__ = ["Runtime", "RuntimeState", "RuntimeStatistics"]
 
@@ -66,6 +67,8 @@ class Runtime:
         drain_timeout: seconds :meth:`aclose` lets pending requests finish before it
             fails the rest with :class:`~torchweir.errors.RuntimeClosed`.
         clock: the injected clock for batching timers and deadlines.
+        switch_interval: while running, lower the interpreter's GIL switch interval to
+            this many seconds (see :mod:`torchweir.runtime.gil`); ``None`` leaves it.
     """
 
     def __init__(
@@ -75,12 +78,16 @@ class Runtime:
         overflow: Overflow = "wait",
         drain_timeout: float = 30.0,
         clock: Clock | None = None,
+        switch_interval: float | None = None,
     ) -> None:
         if overflow not in ("wait", "reject"):
             raise ValueError(f"overflow must be 'wait' or 'reject', got {overflow!r}")
         if not drain_timeout >= 0:
             raise ValueError(f"drain_timeout must be >= 0 seconds, got {drain_timeout!r}")
+        if switch_interval is not None and not switch_interval > 0:
+            raise ValueError(f"switch_interval must be > 0 seconds, got {switch_interval!r}")
         self.graph = _as_spec(graph)
+        self._switch_interval = switch_interval
         self._reject = overflow == "reject"
         self._drain_timeout = drain_timeout
         self._clock: Clock = clock if clock is not None else LoopClock()
@@ -122,11 +129,14 @@ class Runtime:
         if self._state is not RuntimeState.UNSTARTED:
             raise RuntimeClosed(f"cannot start a runtime that is {self._state.value}")
         self._state = RuntimeState.RUNNING  # claims the start; reset below on failure
+        if self._switch_interval is not None:
+            lower_switch_interval(self._switch_interval)
         try:
             built = build(self.graph, self._clock)
             await _start_workers(built)
         except BaseException:
             self._state = RuntimeState.CLOSED
+            self._restore_interval()
             raise
         for name, actor in built.actors.items():
             actor.attach(built.workers[name])
@@ -155,7 +165,12 @@ class Runtime:
         finally:
             await self._shut_down(self._built)
             self._state = RuntimeState.CLOSED
+            self._restore_interval()
             self._closed.set()
+
+    def _restore_interval(self) -> None:
+        if self._switch_interval is not None:
+            restore_switch_interval()
 
     def __del__(self) -> None:
         if getattr(self, "_state", None) is RuntimeState.RUNNING:

@@ -7,7 +7,9 @@ request, with an :class:`~torchweir.errors.InputError` that names the problem. c
 releases the GIL while it decodes and resizes, so a node's instances scale on cores.
 """
 
+from torchweir.kernels.compose import register_fusion
 from torchweir.kernels.cpu.decode import DecodeMat as DecodeMat
+from torchweir.kernels.cpu.fused import fuse_resize_cvtcolor_tensor
 from torchweir.kernels.cpu.ops import CropMat as CropMat
 from torchweir.kernels.cpu.ops import CvtColorMat as CvtColorMat
 from torchweir.kernels.cpu.ops import LetterBoxMat as LetterBoxMat
@@ -19,6 +21,8 @@ from torchweir.kernels.cpu.tensor import Tensor2Mat as Tensor2Mat
 
 #: torchpipe's spelling, as in ``S[DecodeMat,ResizeMat,cvtColorMat,Mat2Tensor]``.
 cvtColorMat = CvtColorMat
+
+register_fusion(fuse_resize_cvtcolor_tensor)
 
 __all__ = [
     "CropMat",

@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 
 from torchweir.errors import InputError
-from torchweir.kernels.base import ItemKernel, Payload
+from torchweir.kernels.base import InstanceContext, ItemKernel, Kernel, Payload
 from torchweir.kernels.cpu._formats import declared_size, jpeg_header, parse_formats, sniff
-from torchweir.kernels.cpu.ops import Image
+from torchweir.kernels.cpu.ops import Image, opencv_threads_for
 from torchweir.kernels.registry import registered
 
 __all__ = ["DEFAULT_MAX_PIXELS", "DecodeMat", "as_encoded_bytes"]
@@ -60,6 +60,10 @@ class DecodeMat(ItemKernel):
         return (
             f"DecodeMat(formats={','.join(sorted(self.formats))!r}, max_pixels={self.max_pixels})"
         )
+
+    def setup(self, ctx: InstanceContext) -> Kernel:
+        opencv_threads_for(ctx)
+        return self
 
     def process(self, item: Payload) -> None:
         item["result"] = self.decode(item["data"])

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from torchweir.errors import InputError
-from torchweir.kernels.base import ItemKernel, Payload
+from torchweir.kernels.base import InstanceContext, ItemKernel, Kernel, Payload
 from torchweir.kernels.registry import registered
 
 __all__ = [
@@ -57,6 +57,17 @@ def as_image(data: Any, kernel: str) -> Image:
             f"{kernel} expects a non-empty H x W or H x W x C image, got shape {data.shape}"
         )
     return data
+
+
+def opencv_threads_for(ctx: InstanceContext) -> None:
+    """Make OpenCV single-threaded when a node's instances provide the parallelism.
+
+    OpenCV parallelises ``resize`` (and more) on its own pool; N instance threads each
+    fanning out over every core oversubscribe the machine. The setting is process-wide,
+    and only ever lowered here.
+    """
+    if ctx.instance_num > 1 and cv2.getNumThreads() != 1:
+        cv2.setNumThreads(1)
 
 
 def _side(value: int, name: str) -> int:
@@ -137,6 +148,10 @@ class ResizeMat(ItemKernel):
     def __init__(self, resize_h: int, resize_w: int) -> None:
         self.resize_h = _side(resize_h, "resize_h")
         self.resize_w = _side(resize_w, "resize_w")
+
+    def setup(self, ctx: InstanceContext) -> Kernel:
+        opencv_threads_for(ctx)
+        return self
 
     def __repr__(self) -> str:
         return f"ResizeMat(resize_h={self.resize_h}, resize_w={self.resize_w})"

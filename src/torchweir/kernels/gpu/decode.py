@@ -56,10 +56,9 @@ class DecodeTensor(Kernel):
         self.max_pixels = max_pixels
         self.max_batch = max_batch
         self._device: Any = None
-
-    def setup(self, ctx: InstanceContext) -> Kernel:
-        import torch
-
+        # Imported here, on the thread that builds the graph: instances set up on their
+        # own threads at once, and concurrent first imports of torchvision and torch's
+        # compiler can collide ("partially initialized module").
         try:
             import torchvision.io  # noqa: F401
         except ImportError as exc:
@@ -67,6 +66,10 @@ class DecodeTensor(Kernel):
                 "DecodeTensor needs torchvision with CUDA (nvJPEG); install torchvision, or "
                 "decode on the CPU with DecodeMat"
             ) from exc
+
+    def setup(self, ctx: InstanceContext) -> Kernel:
+        import torch
+
         copy = DecodeTensor(self.color, self.data_format, self.max_pixels, self.max_batch)
         copy._device = torch.device(ctx.device)
         return copy

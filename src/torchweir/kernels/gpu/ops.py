@@ -74,8 +74,9 @@ class ResizeTensor(Kernel):
             )
             if stacked.dtype == torch.uint8:
                 out = out.round_().clamp_(0, 255).to(torch.uint8)
-            for row, i in enumerate(members):
-                items[i]["result"] = out[row : row + 1]
+            rows = torch.split(out, 1)  # one op for all the rows
+            for i, row in zip(members, rows, strict=True):
+                items[i]["result"] = row
         return errors if any(e is not None for e in errors) else None
 
 

@@ -12,7 +12,7 @@ import copy
 import os
 import sys
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -52,6 +52,15 @@ class TorchModel(ModelKernel):
         max_batch: the largest batch run at once; larger batches run in chunks.
         input_shape: the per-item shape, e.g. ``"3x224x224"``.
         min_input_shape: with ``input_shape``, the smallest per-item shape (dynamic H/W).
+        cuda_graphs: on a GPU, replay one captured CUDA graph per batch-size bucket per
+            instance (captured at start when ``input_shape`` is known, else on first use).
+        buckets: the batch sizes to capture, ``"1,8,32"``; default powers of two up to max.
+        channels_last: on a GPU, run convolutions on channels-last activations.
+        compile: a ``torch.compile`` mode (``"max-autotune-no-cudagraphs"``, ``"default"``)
+            compiled under our own CUDA graphs; empty for eager.
+        compile_cache: where compiled artifacts are kept so that a restart skips the
+            compile (default ``~/.cache/torchweir/compile``); keyed by model, GPU, torch
+            version, mode, precision, buckets and input shape.
 
     Raises:
         ConfigError: a missing model file, or a bad precision, device, shape, mean or std.
@@ -69,6 +78,11 @@ class TorchModel(ModelKernel):
         max_batch: int = 32,
         input_shape: Shape = "",
         min_input_shape: Shape = "",
+        cuda_graphs: bool = True,
+        buckets: str | Sequence[int] = "",
+        channels_last: bool = True,
+        compile: str = "",
+        compile_cache: str = "",
     ) -> None:
         super().__init__(
             mean=mean,
@@ -82,6 +96,14 @@ class TorchModel(ModelKernel):
         )
         self.precision = check_precision(precision)
         self.device = check_device(device)
+        self.cuda_graphs = cuda_graphs
+        self.buckets = parse_buckets(buckets, self.max_batch)
+        self.channels_last = channels_last
+        self.compile_mode = compile
+        self.compile_cache = compile_cache
+        if compile:  # on the building thread: see DecodeTensor.__init__
+            import torch._dynamo
+            import torch._inductor  # noqa: F401
         self._modules: dict[str, nn.Module] = {}
 
     def __repr__(self) -> str:
@@ -94,8 +116,12 @@ class TorchModel(ModelKernel):
         ``max``/``min`` (a batch size or a shape such as ``"4x3x224x224"``), ``device`` or
         ``device_id``, ``input_shape``; other keys are ignored, as torchpipe does."""
         kwargs = cls.common_params(params, "TorchModel")
-        if "precision" in params:
-            kwargs["precision"] = params["precision"]
+        for key in ("precision", "buckets", "compile", "compile_cache"):
+            if key in params:
+                kwargs[key] = str(params[key])
+        for key in ("cuda_graphs", "channels_last"):
+            if key in params:
+                kwargs[key] = _flag(key, params[key])
         kwargs["device"] = _device_param(params)
         return cls(kwargs.pop("model"), **kwargs)
 
@@ -106,7 +132,24 @@ class TorchModel(ModelKernel):
             module = self._modules.get(str(device))
             if module is None:
                 module = self._modules[str(device)] = self._prepare(device)
+        if device.type == "cuda" and self.cuda_graphs:
+            return self._graphed(module, device, ctx)
         return _TorchInstance(module, device, ctx.keep_on_device, self)
+
+    def _graphed(self, module: nn.Module, device: torch.device, ctx: InstanceContext) -> Kernel:
+        from torchweir.kernels.models.cuda_graphs import GraphedModel, buckets_up_to
+
+        graphs = GraphedModel(
+            module, device, buckets_up_to(self.max_batch, self.buckets), ctx.keep_on_device
+        )
+        shape = self.config.shape
+        if shape is not None and shape.low == shape.high:  # a fixed shape: capture now
+            graphs.warm_up(shape.low)
+            if self.compile_mode:
+                from torchweir.kernels.models.compile_cache import save_compiled
+
+                save_compiled(self._compile_key(device), self.compile_cache)
+        return _GraphInstance(graphs, device, self)
 
     def _device(self, ctx: InstanceContext) -> torch.device:
         """Where an instance runs: the runtime's placement (``ctx.device``) wins over the
@@ -124,6 +167,7 @@ class TorchModel(ModelKernel):
     def _prepare(self, device: torch.device) -> nn.Module:
         import torch
 
+        from torchweir.kernels.models.cuda_graphs import ChannelsLastInput
         from torchweir.kernels.models.normalize import DTYPES, Normalize
 
         dtype = DTYPES[self.precision]
@@ -136,7 +180,36 @@ class TorchModel(ModelKernel):
         with contextlib.suppress(NotImplementedError):  # torch.export modules refuse;
             module.eval()  # they were traced in eval mode already
         module.to(device=device, dtype=dtype)
-        return Normalize(module, self.config.normalization, dtype, device)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest kernels
+            if self.channels_last:
+                channels_last = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+                module = ChannelsLastInput(channels_last)
+        prepared: nn.Module = Normalize(module, self.config.normalization, dtype, device)
+        if self.compile_mode and device.type == "cuda":
+            from torchweir.kernels.models.compile_cache import load_compiled
+
+            load_compiled(self._compile_key(device), self.compile_cache)
+            compiled = torch.compile(prepared, mode=self.compile_mode, dynamic=False)
+            prepared = compiled  # type: ignore[assignment]
+        return prepared
+
+    def _compile_key(self, device: torch.device) -> str:
+        """What compiled artifacts are valid for."""
+        from torchweir.kernels.models.compile_cache import model_digest
+
+        shape = self.config.shape
+        return "|".join(
+            [
+                model_digest(self.model),
+                torch_gpu_name(device),
+                self.compile_mode,
+                self.precision,
+                ",".join(map(str, buckets_for(self))),
+                "x".join(map(str, shape.low)) if shape is not None else "any",
+                "cl" if self.channels_last else "nchw",
+            ]
+        )
 
 
 class _TorchInstance(Kernel):
@@ -169,6 +242,69 @@ class _TorchInstance(Kernel):
         with torch.inference_mode():
             output = self.module(batch.to(self.torch_device, non_blocking=True))
             return to_output(output, self.output_device)
+
+
+class _GraphInstance(Kernel):
+    """One GPU instance replaying its own CUDA graphs (see :mod:`.cuda_graphs`)."""
+
+    def __init__(self, graphs: Any, device: torch.device, owner: TorchModel) -> None:
+        self.graphs = graphs
+        self.device = str(device)
+        self.config = owner.config
+        self.max_batch = owner.max_batch
+
+    def forward(self, items: list[Payload]) -> Outcome:
+        import torch
+
+        from torchweir.kernels.models.batching import run_batched
+
+        def run(batch: torch.Tensor) -> Any:
+            with torch.inference_mode():
+                return self.graphs(batch)
+
+        return run_batched(items, run, self.config)
+
+
+def parse_buckets(value: str | Sequence[int], max_batch: int) -> tuple[int, ...]:
+    """``"1,8,32"`` -> ``(1, 8, 32)``; empty -> ``()`` (powers of two).
+
+    Raises:
+        ConfigError: not positive integers within ``max``.
+    """
+    parts = [p for p in value.split(",") if p.strip()] if isinstance(value, str) else value
+    try:
+        sizes = tuple(int(p) for p in parts)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"expected batch sizes like '1,8,32', got {value!r}", key="buckets"
+        ) from None
+    if any(size < 1 or size > max_batch for size in sizes):
+        raise ConfigError(f"buckets must lie in 1..{max_batch} (max), got {value!r}", key="buckets")
+    return sizes
+
+
+def buckets_for(model: TorchModel) -> list[int]:
+    from torchweir.kernels.models.cuda_graphs import buckets_up_to
+
+    return buckets_up_to(model.max_batch, model.buckets)
+
+
+def torch_gpu_name(device: torch.device) -> str:
+    import torch
+
+    props = torch.cuda.get_device_properties(device)
+    return f"{props.name} sm_{props.major}{props.minor} torch {torch.__version__}"
+
+
+def _flag(key: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"expected true or false, got {value!r}", key=key)
 
 
 def load_module(path: Path) -> nn.Module:

@@ -1,0 +1,158 @@
+"""TorchModel on the GPU (marker ``gpu``): CUDA graphs, fp16, concurrency, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from typing import Any
+
+import pytest
+
+import torchweir as tw
+
+pytestmark = pytest.mark.gpu
+
+
+def run_all(g: tw.Graph, xs: list[Any], clients: int = 1) -> list[Any]:
+    async def main() -> list[Any]:
+        async with tw.Runtime(g) as rt:
+            if clients == 1:
+                return await rt.submit_many(xs, return_exceptions=True)
+            out: list[Any] = [None] * len(xs)
+
+            async def client(k: int) -> None:
+                for i in range(k, len(xs), clients):
+                    out[i] = await rt.submit(xs[i])
+
+            await asyncio.gather(*(client(k) for k in range(clients)))
+            return out
+
+    return asyncio.run(main())
+
+
+def relative_error(out: Any, ref: Any) -> float:
+    return float((out.float() - ref.float()).norm() / ref.float().norm())
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16", "fp32"])
+def test_cuda_graph_outputs_match_a_float32_reference(precision: str) -> None:
+    import torch
+
+    from torchweir.kernels.models.resnet import resnet50
+
+    module = resnet50(seed=0)
+    g = tw.Graph()
+    g.node(
+        "model",
+        tw.kernels.TorchModel(
+            module,
+            precision=precision,
+            device="cuda",
+            input_shape="3x224x224",
+            max_batch=16,
+            mean="123.675,116.28,103.53",
+            std="58.395,57.12,57.375",
+        ),
+    )
+    torch.manual_seed(1)
+    xs = [torch.randint(0, 256, (1, 3, 224, 224), dtype=torch.uint8) for _ in range(20)]
+    outs = run_all(g, xs)
+    mean = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
+    std = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
+    reference = module.double()
+    limit = {"fp32": 1e-3, "fp16": 1e-2, "bf16": 5e-2}[precision]
+    for x, out in zip(xs, outs, strict=True):
+        assert out.dtype == torch.float32
+        assert not out.is_cuda
+        with torch.no_grad():
+            ref = reference((x.double() - mean) / std)
+        assert torch.isfinite(out).all()
+        assert relative_error(out, ref) < limit
+
+
+def test_ten_concurrent_clients_get_consistent_outputs_across_batch_sizes() -> None:
+    import torch
+
+    from torchweir.kernels.models.resnet import resnet50
+
+    g = tw.Graph()
+    g.node(
+        "model",
+        tw.kernels.TorchModel(
+            resnet50(seed=0), precision="fp16", device="cuda", input_shape="3x224x224", max_batch=32
+        ),
+        instance_num=2,
+        batching_timeout=1,
+    )
+    torch.manual_seed(2)
+    images = [torch.randint(0, 256, (1, 3, 224, 224), dtype=torch.uint8) for _ in range(8)]
+    xs = [images[i % 8] for i in range(400)]
+    outs = run_all(g, xs, clients=10)
+    for i in range(8):
+        same = [outs[j] for j in range(i, 400, 8)]
+        spread = max(float((o - same[0]).abs().max()) for o in same)
+        # different buckets pick different kernels: identical up to fp16 rounding
+        assert spread < 2e-2 * float(same[0].abs().max()), spread
+
+
+class Busy(tw.Kernel):
+    """A heavy GPU batch that records when it ran (host time, after syncing)."""
+
+    device = "cuda"
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[float, float, int]] = []
+        self.lock = threading.Lock()
+
+    def forward(self, items: list[dict[str, Any]]) -> None:
+        import torch
+
+        start = time.perf_counter()
+        x = torch.randn(4096, 4096, device=torch.cuda.current_device())
+        for _ in range(30):
+            x = torch.tanh(x @ x)
+        torch.cuda.current_stream().synchronize()
+        with self.lock:
+            self.spans.append((start, time.perf_counter(), threading.get_ident()))
+        for item in items:
+            item["result"] = item["data"]
+
+
+def test_two_instances_on_one_gpu_run_at_the_same_time() -> None:
+    busy = Busy()
+    g = tw.Graph()
+    g.node("busy", busy, instance_num=2)
+    assert run_all(g, list(range(6)), clients=6) == list(range(6))
+    spans = sorted(busy.spans)
+    assert len({thread for _, _, thread in spans}) == 2
+    overlaps = sum(
+        1 for (s1, e1, t1), (s2, e2, t2) in itertools.pairwise(spans) if t1 != t2 and s2 < e1
+    )
+    assert overlaps >= 1, spans  # the second instance started before the first finished
+
+
+class OomOnLargeBatches(tw.Kernel):
+    device = "cuda"
+    max_batch = 16
+
+    def forward(self, items: list[dict[str, Any]]) -> None:
+        import torch
+
+        if len(items) > 4:
+            torch.empty(10**14, dtype=torch.uint8, device=torch.cuda.current_device())
+        for item in items:
+            item["result"] = torch.as_tensor(item["data"]).cuda().mul(3).cpu()
+
+
+def test_cuda_out_of_memory_fails_its_batch_only_and_the_node_stays_healthy() -> None:
+    g = tw.Graph()
+    g.node("oom", OomOnLargeBatches())
+    outs = run_all(g, list(range(10)))
+    errors = [o for o in outs if isinstance(o, tw.KernelError)]
+    assert errors, "a batch of 10 (> 4) must have failed"
+    assert all(
+        isinstance(e.__cause__, MemoryError) or "out of memory" in str(e).lower() for e in errors
+    )
+    assert [int(o) for o in run_all(g, [1, 2])] == [3, 6]
