@@ -466,3 +466,22 @@ async def test_switch_interval_is_lowered_while_running_and_restored_after() -> 
     assert sys.getswitchinterval() == before
     with pytest.raises(ValueError, match="switch_interval must be > 0 seconds"):
         tw.Runtime(single(plus_one), switch_interval=0)
+
+
+async def test_statistics_hold_timings_busy_time_and_errors_by_node() -> None:
+    @tw.kernel(max=8)
+    def picky(batch: list[int]) -> list[Any]:
+        return [ValueError("odd") if x % 2 else x for x in batch]
+
+    g = chain(plus_one, picky)
+    async with tw.Runtime(g) as rt:
+        await rt.submit_many(range(20), return_exceptions=True)
+        with pytest.raises(tw.UnknownNode):
+            await rt.submit(1, node_name="nope")
+        stats = {s.node: s for s in rt.statistics().nodes}
+    first, second = stats["n0"], stats["n1"]
+    assert first.queue_wait_s.count == first.dispatched == 20
+    assert first.run_time_s.count == first.batches
+    assert first.busy_seconds > 0
+    assert first.errors == {}
+    assert second.errors == {"KernelError": 10}  # x + 1 is odd for every even x

@@ -13,6 +13,7 @@ instance in turn without waiting for any batch to finish.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -20,6 +21,7 @@ import msgspec
 
 from torchweir.actors.clock import Clock, Timer
 from torchweir.actors.mailbox import Mailbox
+from torchweir.actors.metrics import Histogram, HistogramSnapshot
 from torchweir.actors.policy import BatchPolicy
 from torchweir.actors.request import Token
 from torchweir.actors.routing import Links
@@ -55,6 +57,10 @@ class NodeStatistics(msgspec.Struct, frozen=True):
         batch_sizes: ``batch_sizes[n]`` counts the batches of size ``n``.
         instances: the node's instance count.
         busy_instances: instances that cannot take another batch now.
+        queue_wait_s: how long requests waited in the mailbox before their batch went.
+        run_time_s: how long each batch took in the kernel (its instance's thread).
+        busy_seconds: instance-seconds spent running batches, summed over instances.
+        errors: failed requests attributed to this node, by error type.
     """
 
     node: str
@@ -67,6 +73,10 @@ class NodeStatistics(msgspec.Struct, frozen=True):
     batch_sizes: tuple[int, ...]
     instances: int
     busy_instances: int
+    queue_wait_s: HistogramSnapshot
+    run_time_s: HistogramSnapshot
+    busy_seconds: float
+    errors: dict[str, int]
 
 
 class Actor:
@@ -105,6 +115,9 @@ class Actor:
         self._dropped = 0
         self._batches = 0
         self._batch_sizes = [0] * (policy.max_batch + 1)
+        self._queue_wait = Histogram()
+        #: Failed requests attributed to this node, by error type (kept by the runtime).
+        self.errors: Counter[str] = Counter()
         mailbox.on_arrival = self._on_arrival
 
     def __repr__(self) -> str:
@@ -146,6 +159,13 @@ class Actor:
     def statistics(self) -> NodeStatistics:
         """A frozen snapshot of this node's counters."""
         queued = len(self.mailbox)
+        run_time = Histogram().snapshot()
+        busy = 0.0
+        for worker in self._workers:
+            timings = getattr(worker, "timings", None)
+            if timings is not None:
+                run_time = run_time.merged(timings.snapshot())
+            busy += getattr(worker, "busy_seconds", 0.0)
         return NodeStatistics(
             node=self.name,
             queued=queued,
@@ -157,6 +177,10 @@ class Actor:
             batch_sizes=tuple(self._batch_sizes),
             instances=len(self._workers),
             busy_instances=len(self._workers) - len({id(w) for w in self._idle}),
+            queue_wait_s=self._queue_wait.snapshot(),
+            run_time_s=run_time,
+            busy_seconds=busy,
+            errors=dict(self.errors),
         )
 
     def _on_arrival(self, count: int) -> None:
@@ -181,7 +205,7 @@ class Actor:
                     parent.schedule_pump()
             live = self._drop_settled(batch, now)
             if live:
-                self._dispatch(live)
+                self._dispatch(live, now)
         self._cancel_timer()
 
     def _drop_settled(self, batch: list[Token], now: float) -> list[Token]:
@@ -202,9 +226,12 @@ class Actor:
             self._wake_waiting_descendants()
         return live
 
-    def _dispatch(self, batch: list[Token]) -> None:
+    def _dispatch(self, batch: list[Token], now: float) -> None:
         worker = self._idle.pop()
         size = len(batch)
+        wait = self._queue_wait
+        for token in batch:
+            wait.observe(now - token.arrived)
         self._batches += 1
         self._dispatched += size
         self._batch_sizes[min(size, len(self._batch_sizes) - 1)] += 1

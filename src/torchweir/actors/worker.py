@@ -21,6 +21,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Protocol
 
+from torchweir.actors.metrics import Histogram
 from torchweir.errors import KernelError
 from torchweir.kernels.base import InstanceContext, Kernel
 
@@ -99,6 +100,7 @@ class InstanceWorker:
             raise ValueError(f"prefetch must be an int >= 0, got {prefetch!r}")
         self.ctx = ctx
         self.busy_seconds = 0.0
+        self.timings = Histogram()  # written by this instance's thread only
         self._kernel = kernel
         self._on_done = on_done
         self._binding: ThreadBinding = binding if binding is not None else HostBinding()
@@ -179,7 +181,9 @@ class InstanceWorker:
         except BaseException as exc:  # a whole-batch failure fails this batch only
             return [whole_batch_error(exc, self.ctx.node, len(batch)) for _ in batch]
         finally:
-            self.busy_seconds += time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            self.busy_seconds += elapsed
+            self.timings.observe(elapsed)
         if outcome is None:
             return None
         if len(outcome) != len(batch):

@@ -284,12 +284,25 @@ class Runtime:
             asyncio.get_running_loop().create_future(),
             original,
             entry=actor.name,
-            on_settle=self._pending.discard,
+            on_settle=self._settled,
         )
         if timeout is not None:
             self._set_deadline(job, timeout)
         self._pending.add(job)
         return job, Token(job, payload), actor
+
+    def _settled(self, job: Job) -> None:
+        """Every request's end: forget it, and count a failure against its node."""
+        self._pending.discard(job)
+        future = job.future
+        if future.cancelled() or self._built is None:
+            return
+        error = future.exception()
+        if error is not None:
+            node = getattr(error, "node", None) or job.entry
+            actor = self._built.actors.get(node)
+            if actor is not None:
+                actor.errors[type(error).__name__] += 1
 
     def _entry(self, node_name: str | None) -> Actor:
         assert self._built is not None
@@ -342,7 +355,7 @@ class Runtime:
             drained = self._drained
 
             def settle(job: Job) -> None:
-                self._pending.discard(job)
+                self._settled(job)
                 if not self._pending:
                     drained.set()
 
