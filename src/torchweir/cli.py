@@ -1,4 +1,4 @@
-"""The ``torchweir`` command: ``check``, ``graph`` and ``bench`` a config.
+"""The ``torchweir`` command: ``check``, ``graph``, ``bench`` and ``serve`` a config.
 
 Errors in a config are reported as one clear message on stderr with exit status 2, never
 as a traceback.
@@ -54,7 +54,21 @@ def _parser() -> argparse.ArgumentParser:
 
     bench_cli.add_arguments(bench)
     bench.set_defaults(run=_bench)
+
+    serve = commands.add_parser(
+        "serve", help="serve a graph over HTTP (aiohttp); drains on SIGTERM"
+    )
+    from torchweir.serve import cli as serve_cli  # imports no aiohttp
+
+    serve_cli.add_arguments(serve)
+    serve.set_defaults(run=_serve)
     return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from torchweir.serve import cli as serve_cli
+
+    return serve_cli.main(args)
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import torchweir.bench as bench
 
 DOCUMENTED = {
     "BenchResult",
+    "HttpTarget",
     "Point",
     "PointStats",
     "RuntimeTarget",

@@ -13,6 +13,7 @@
 """
 
 from torchweir.bench.api import run as run
+from torchweir.bench.http import HttpTarget as HttpTarget
 from torchweir.bench.inputs import load_images as load_images
 from torchweir.bench.inputs import synthetic as synthetic
 from torchweir.bench.report import from_json as from_json
@@ -28,6 +29,7 @@ from torchweir.bench.targets import ThreadTarget as ThreadTarget
 
 __all__ = [
     "BenchResult",
+    "HttpTarget",
     "Point",
     "PointStats",
     "RuntimeTarget",

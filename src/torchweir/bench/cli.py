@@ -3,6 +3,8 @@
 ``torchweir.cli`` adds these options to its ``bench`` subcommand with
 :func:`add_arguments` and calls :func:`main`, passing the built-in default target and the
 naive baseline as factories. ``python -m torchweir.bench.cli CONFIG ...`` runs it alone.
+With ``--url`` it measures a running ``torchweir serve`` over HTTP instead; CONFIG is
+then needed only by ``--baseline naive``, to know which graph the server runs.
 
 Exit status: 0 done; 1 some point had no successful call (the table says why); 2 bad
 arguments, config or inputs (one line on stderr, no traceback); 130 interrupted (Ctrl-C),
@@ -78,6 +80,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "config", nargs="?", help="a torchpipe-style TOML graph (default: the built-in one)"
     )
+    parser.add_argument(
+        "--url", metavar="URL",
+        help="measure a `torchweir serve` server over HTTP, e.g. http://127.0.0.1:8095",
+    )  # fmt: skip
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--images", type=Path, metavar="DIR", help="send these images")
     source.add_argument("--input", metavar="SPEC", help=f"synthetic inputs: {SYNTHETIC_SPECS}")
@@ -210,8 +216,14 @@ def _targets(
     default_target: Callable[[], Target] | None,
     naive_factory: Callable[[str | None], Target] | None,
 ) -> list[Target]:
-    if args.config is not None:
-        targets: list[Target] = [RuntimeTarget(args.config)]
+    if args.url is not None:
+        targets: list[Target] = [_http_target(args)]
+        if args.config is not None and args.baseline is None:
+            raise ConfigError("with --url, CONFIG is only used by --baseline naive; drop it")
+        if args.baseline == "naive" and args.config is None:
+            raise ConfigError("--baseline naive with --url needs CONFIG: the graph the server runs")
+    elif args.config is not None:
+        targets = [RuntimeTarget(args.config)]
     elif default_target is not None:
         targets = [default_target()]
     else:
@@ -223,6 +235,16 @@ def _targets(
             )
         targets.append(naive_factory(args.config))
     return targets
+
+
+def _http_target(args: argparse.Namespace) -> Target:
+    from torchweir.bench.http import HttpTarget
+
+    calls = max(args.clients) if args.rate is None else args.max_outstanding
+    try:
+        return HttpTarget(args.url, connections=calls * args.request_batch)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _status(result: BenchResult, err: TextIO) -> int:
