@@ -156,3 +156,29 @@ def test_cuda_out_of_memory_fails_its_batch_only_and_the_node_stays_healthy() ->
         isinstance(e.__cause__, MemoryError) or "out of memory" in str(e).lower() for e in errors
     )
     assert [int(o) for o in run_all(g, [1, 2])] == [3, 6]
+
+
+def test_instances_spread_over_every_gpu_and_results_stay_correct() -> None:
+    import torch
+
+    from torchweir.kernels.models.resnet import resnet_tiny
+
+    gpus = torch.cuda.device_count()
+    if gpus < 2:
+        pytest.skip(f"needs 2 GPUs, this machine has {gpus}")
+    module = resnet_tiny(seed=3)
+    g = tw.Graph()
+    g.node(
+        "model",
+        tw.kernels.TorchModel(module, device="cuda", input_shape="3x32x32", max_batch=8),
+        instance_num=2 * gpus,
+    )
+    torch.manual_seed(4)
+    xs = [torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8) for _ in range(200)]
+    outs = run_all(g, xs, clients=16)
+    reference = module.double()
+    for x, out in zip(xs, outs, strict=True):
+        with torch.no_grad():
+            ref = reference(x.double())
+        # fp32, but cuDNN runs fp32 convolutions in TF32 by default: about 1e-3 here
+        assert relative_error(out, ref) < 5e-3
