@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 from torchweir.errors import KernelError
 from torchweir.kernels.base import InstanceContext, ItemKernel, Kernel, Outcome, Payload
-from torchweir.kernels.filters import Status, get_filter, is_fallback
+from torchweir.kernels.filters import FilterFn, Status, get_filter, is_fallback
 from torchweir.kernels.registry import registered
 
 __all__ = [
@@ -127,8 +127,8 @@ class Sequential(Kernel):
     def _run_step_wise(self, items: list[Payload]) -> Outcome:
         errors: list[BaseException | None] = [None] * len(items)
         active = list(range(len(items)))
-        for position, (name, kernel) in enumerate(self.steps):
-            runs, active = self._admit(position, name, items, errors, active)
+        for position, (name, kernel, filter_fn, fallback) in enumerate(self._plan):
+            runs, active = self._admit(position, name, filter_fn, fallback, items, errors, active)
             if runs:
                 self._run_step(kernel, [items[i] for i in runs], runs, errors)
         return errors if any(e is not None for e in errors) else None
@@ -137,12 +137,13 @@ class Sequential(Kernel):
         self,
         position: int,
         name: str,
+        filter_fn: FilterFn,
+        fallback: bool,
         items: list[Payload],
         errors: list[BaseException | None],
         active: list[int],
     ) -> tuple[list[int], list[int]]:
         """Which active items run this step, and which stay active afterwards."""
-        filter_fn, fallback = get_filter(name), is_fallback(name)
         runs: list[int] = []
         still: list[int] = []
         for i in active:

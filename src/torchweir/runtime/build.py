@@ -136,38 +136,41 @@ def _cuda_binding(spec: NodeSpec, completion: str) -> CudaBinding:
 
 def _wire(graph: GraphSpec, actors: dict[str, Actor]) -> None:
     children, parents = graph.children(), graph.parents()
-    reach = {name: reachable(children, name) for name in graph.names}
+    below = {name: reachable(children, name) for name in graph.names}
+    above = {name: reachable(parents, name) for name in graph.names}
+    rules = {spec.name: parse_map(spec.map, node=spec.name) for spec in graph.nodes if spec.map}
     read_by_map = {
         source
-        for spec in graph.nodes
-        if spec.map
-        for source, _ in parse_map(spec.map, node=spec.name)
-        if source and source not in parents[spec.name]
+        for name, node_rules in rules.items()
+        for source, _ in node_rules
+        if source and source not in parents[name]
     }
 
     def fold(region: Region) -> Fold:
         folded, exits = region
         return folded, tuple((actors[child], via) for child, via in exits)
 
+    def others(names: set[str], name: str) -> tuple[Actor, ...]:
+        return tuple(actors[n] for n in graph.names if n in names and n != name)
+
     for spec in graph.nodes:
         actor = actors[spec.name]
         actor.children = [actors[name] for name in spec.next]
         actor.parents = [actors[name] for name in parents[spec.name]]
+        actor.ancestors = others(above[spec.name], spec.name)
+        actor.descendants = others(below[spec.name], spec.name)
         filter_name = spec.filter or ("run" if spec.map or not parents[spec.name] else "swap")
         actor.links = Links(
             filter_name=spec.filter,
             filter=filters.get_filter(filter_name),
             fallback=filters.is_fallback(filter_name),
-            map_rules=parse_map(spec.map, node=spec.name) if spec.map else (),
+            map_rules=rules.get(spec.name, ()),
             parents=tuple(parents[spec.name]),
-            joins=_join_counts(spec.name, parents[spec.name], reach),
+            joins=_join_counts(spec.name, parents[spec.name], below),
             serial=fold(serial_region(children, parents, spec.name)),
             subgraph=fold(subgraph_region(children, parents, spec.name)),
             record=spec.name in read_by_map,
         )
-    for actor in actors.values():
-        actor.ancestors = _closure(actor, "parents")
-        actor.descendants = _closure(actor, "children")
 
 
 def _join_counts(name: str, parents: list[str], reach: dict[str, set[str]]) -> dict[str, int]:
@@ -246,14 +249,3 @@ def _imported_kernel(path: str, params: dict[str, Any]) -> Kernel:
     if isinstance(found, Kernel):
         return found
     raise TypeError(f"{path} is a {type(found).__name__}, not a Kernel class or instance")
-
-
-def _closure(actor: Actor, direction: str) -> tuple[Actor, ...]:
-    seen: dict[int, Actor] = {}
-    stack = list(getattr(actor, direction))
-    while stack:
-        other = stack.pop()
-        if id(other) not in seen:
-            seen[id(other)] = other
-            stack.extend(getattr(other, direction))
-    return tuple(seen.values())
