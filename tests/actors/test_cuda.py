@@ -29,6 +29,18 @@ def test_placement_names_what_is_missing() -> None:
 def test_a_bad_completion_mode_is_a_config_error() -> None:
     with pytest.raises(tw.ConfigError, match="completion must be one of"):
         CudaBinding("poll")
+    with pytest.raises(tw.ConfigError, match="stream_priority must be one of"):
+        CudaBinding("event", "urgent")
+
+
+@pytest.mark.parametrize(("key", "value"), [("completion", "poll"), ("stream_priority", "urgent")])
+def test_bad_gpu_settings_fail_the_build_naming_node_and_key_even_without_a_gpu(
+    key: str, value: str
+) -> None:
+    g = tw.Graph()
+    g.node("decode", "Torch[Identity]", **{key: value})
+    with pytest.raises(tw.ConfigError, match=f"node 'decode', key '{key}'"):
+        asyncio.run(tw.Runtime(g).start())
 
 
 class NeedsCuda(tw.Kernel):
@@ -64,6 +76,7 @@ class StreamProbe(tw.Kernel):
 
     def __init__(self) -> None:
         self.seen: list[tuple[str, int, int]] = []
+        self.priorities: set[int] = set()
         self.lock = threading.Lock()
 
     def forward(self, items: list[Payload]) -> Outcome:
@@ -72,13 +85,14 @@ class StreamProbe(tw.Kernel):
         stream = torch.cuda.current_stream()
         with self.lock:
             self.seen.append((str(stream.device), stream.cuda_stream, threading.get_ident()))
+            self.priorities.add(stream.priority)
         for item in items:
             item["result"] = (torch.as_tensor(item["data"], device=stream.device) * 2).cpu()
         return None
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("completion", ["event", "callback"])
+@pytest.mark.parametrize("completion", ["event", "spin", "callback"])
 def test_each_instance_runs_on_its_own_non_default_stream(completion: str) -> None:
     import torch
 
@@ -99,6 +113,21 @@ def test_each_instance_runs_on_its_own_non_default_stream(completion: str) -> No
     assert torch.cuda.default_stream().cuda_stream not in streams
     gpus = cuda_device_count()
     assert {d for d, _, _ in probe.seen} == {f"cuda:{i}" for i in range(min(gpus, 3))}
+    assert probe.priorities == {0}
+
+
+@pytest.mark.gpu
+def test_a_high_priority_node_runs_on_high_priority_streams() -> None:
+    probe = StreamProbe()
+    g = tw.Graph()
+    g.node("gpu", probe, instance_num=2, stream_priority="high", max=4)
+
+    async def main() -> list[Any]:
+        async with tw.Runtime(g) as rt:
+            return await asyncio.gather(*(rt.submit(i) for i in range(20)))
+
+    assert [int(r) for r in asyncio.run(main())] == [2 * i for i in range(20)]
+    assert probe.priorities == {-1}
 
 
 @pytest.mark.gpu
@@ -124,3 +153,26 @@ def test_the_host_callback_posts_only_after_the_stream_work() -> None:
     binding.complete_later(ctx, callback)
     assert done.wait(30)
     assert order == ["callback", "finished"]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(("completion", "spins"), [("event", False), ("spin", True)])
+def test_event_completion_sleeps_while_the_gpu_works_and_spin_does_not(
+    completion: str, spins: bool
+) -> None:
+    import time
+
+    import torch
+
+    binding = CudaBinding(completion)
+    ctx = binding.enter(InstanceContext("n", device="cuda:0"))
+    x = torch.randn(8192, 8192, device="cuda:0")
+    with binding.batch_scope(ctx):
+        torch.cuda.synchronize()
+        for _ in range(100):  # a few hundred milliseconds of GPU work
+            x = x @ x / 8192
+    wall, cpu = time.perf_counter(), time.thread_time()
+    binding.complete(ctx)
+    wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+    assert wall > 0.05, "the GPU work finished too soon to tell"
+    assert (cpu > 0.5 * wall) is spins, f"{cpu:.3f} s of CPU over {wall:.3f} s"

@@ -97,6 +97,8 @@ def _workers(
     devices = gpu_nodes.get(spec.name)
     keep = devices is not None and bool(spec.next) and all(c in gpu_nodes for c in spec.next)
     completion = str(spec.params.get("completion", "event"))
+    priority = str(spec.params.get("stream_priority", "normal"))
+    _cuda_binding(spec, completion, priority)  # bad values fail on a CPU machine too
     prefetch = _prefetch(spec)
     workers = []
     for i in range(spec.instance_num):
@@ -107,7 +109,7 @@ def _workers(
             device="cpu" if devices is None else f"cuda:{devices[i]}",
             keep_on_device=keep,
         )
-        binding = None if devices is None else _cuda_binding(spec, completion)
+        binding = None if devices is None else _cuda_binding(spec, completion, priority)
         workers.append(
             InstanceWorker(kernel, ctx, actor.batch_done, binding=binding, prefetch=prefetch)
         )
@@ -127,11 +129,11 @@ def _prefetch(spec: NodeSpec) -> int:
     return prefetch
 
 
-def _cuda_binding(spec: NodeSpec, completion: str) -> CudaBinding:
+def _cuda_binding(spec: NodeSpec, completion: str, priority: str) -> CudaBinding:
     try:
-        return CudaBinding(completion)
+        return CudaBinding(completion, priority)
     except ConfigError as exc:
-        raise ConfigError(exc.detail, node=spec.name, key="completion") from None
+        raise ConfigError(exc.detail, node=spec.name, key=exc.key) from None
 
 
 def _wire(graph: GraphSpec, actors: dict[str, Actor]) -> None:
