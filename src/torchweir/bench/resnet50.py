@@ -30,6 +30,7 @@ def service_graph(
     max_batch: int | None = None,
     precision: str | None = None,
     compile: str = "",
+    compile_dynamic: bool = False,
     buckets: str = "",
     seed: int = 0,
     model: Any = None,
@@ -84,6 +85,7 @@ def service_graph(
         mean=MEAN,
         std=STD,
         compile=compile,
+        compile_dynamic=compile_dynamic,
         buckets=buckets,
     )
     resnet = g.node(

@@ -257,3 +257,35 @@ def test_cuda_without_a_gpu_is_a_config_error(tiny: ResNet) -> None:
         pytest.skip("this machine has a GPU")
     with pytest.raises(ConfigError, match="'cuda:0' needs CUDA"):
         TorchModel(tiny, device="cuda:0").setup(InstanceContext(node="m"))
+
+
+def test_a_dynamic_compile_serves_every_batch_size_with_one_graph(tiny: ResNet) -> None:
+    from torchweir.kernels.models.torch_model import DynamicBatch, buckets_for
+
+    compiles: list[int] = []
+
+    def counting(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Any:
+        compiles.append(len(example_inputs))
+        return gm.forward
+
+    def run_sizes(module: Any) -> None:
+        with torch.inference_mode():
+            for size in (2, 3, 5):
+                module(torch.randn(size, 3, 32, 32))
+
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    run_sizes(DynamicBatch(torch.compile(tiny.eval(), backend=counting, dynamic=False)))
+    assert len(compiles) == 1
+    compiles.clear()
+    torch._dynamo.reset()  # forget the symbolic graph: dynamo caches by code object
+    run_sizes(torch.compile(tiny.eval(), backend=counting, dynamic=False))
+    assert len(compiles) == 3  # the static compile: one per batch size
+
+    static = TorchModel.from_params({"model": tiny, "compile": "default", "max": 64})
+    dynamic = TorchModel.from_params(
+        {"model": tiny, "compile": "default", "compile_dynamic": "true", "max": 64}
+    )
+    assert buckets_for(static) == [1, 2, 4, 8, 16, 32, 64]  # each a compile
+    assert len(buckets_for(dynamic)) > len(buckets_for(static))

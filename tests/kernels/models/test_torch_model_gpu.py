@@ -182,3 +182,38 @@ def test_instances_spread_over_every_gpu_and_results_stay_correct() -> None:
             ref = reference(x.double())
         # fp32, but cuDNN runs fp32 convolutions in TF32 by default: about 1e-3 here
         assert relative_error(out, ref) < 5e-3
+
+
+def test_inputs_on_the_gpu_are_concatenated_straight_into_the_graphs_input() -> None:
+    import torch
+
+    from torchweir.kernels.models.resnet import resnet_tiny
+
+    kernel = tw.kernels.TorchModel(
+        resnet_tiny(0),
+        precision="fp16",
+        device="cuda",
+        input_shape="3x32x32",
+        max_batch=8,
+        mean="123.675,116.28,103.53",
+        std="58.395,57.12,57.375",
+    )
+    stream = torch.cuda.Stream()
+    xs = [torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8) for _ in range(5)]
+    with torch.cuda.stream(stream):
+        instance: Any = kernel.setup(tw.InstanceContext("m", device="cuda:0", stream=stream))
+        on_host = [{"data": x} for x in xs]
+        on_gpu = [{"data": x.cuda()} for x in xs]
+        assert instance.forward(on_host) is None
+        assert instance.forward(on_gpu) is None
+        graphs = instance.graphs
+        first = graphs.stage([item["data"] for item in on_gpu])
+        second = graphs.stage([item["data"] for item in reversed(on_gpu)])  # same bucket
+        assert first.is_cuda
+        assert first.data_ptr() == second.data_ptr()  # both in the static input
+        staged = graphs.stage(xs)
+        assert not staged.is_cuda
+        assert staged.is_pinned()  # copied in by the replay without blocking
+        stream.synchronize()
+    for host, gpu in zip(on_host, on_gpu, strict=True):
+        assert torch.equal(host["result"], gpu["result"])

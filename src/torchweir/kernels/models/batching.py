@@ -22,6 +22,8 @@ __all__ = ["as_sample", "run_batched", "split", "to_output"]
 
 #: Runs one concatenated batch and returns its host outputs (tensors, or nests of them).
 Runner = Callable[[torch.Tensor], Any]
+#: Concatenates one chunk's samples into a batch (by default ``torch.cat``).
+Concat = Callable[[list[torch.Tensor]], torch.Tensor]
 
 
 def as_sample(data: object, config: ModelConfig) -> torch.Tensor:
@@ -71,8 +73,14 @@ def as_sample(data: object, config: ModelConfig) -> torch.Tensor:
     return tensor
 
 
-def run_batched(items: list[Payload], run: Runner, config: ModelConfig) -> Outcome:
-    """Run every good item through ``run``, set each ``result``; return per-item errors."""
+def run_batched(
+    items: list[Payload], run: Runner, config: ModelConfig, concat: Concat | None = None
+) -> Outcome:
+    """Run every good item through ``run``, set each ``result``; return per-item errors.
+
+    ``concat`` lets a runner build the batch where it wants it (a CUDA graph's static
+    input), saving a copy.
+    """
     errors: list[BaseException | None] = [None] * len(items)
     groups: dict[tuple[Any, ...], list[tuple[int, torch.Tensor]]] = {}
     for i, item in enumerate(items):
@@ -87,7 +95,11 @@ def run_batched(items: list[Payload], run: Runner, config: ModelConfig) -> Outco
         for start in range(0, len(members), config.max_batch):
             chunk = members[start : start + config.max_batch]
             try:
-                batch = chunk[0][1] if len(chunk) == 1 else torch.cat([x for _, x in chunk])
+                samples = [x for _, x in chunk]
+                if concat is not None:
+                    batch = concat(samples)
+                else:
+                    batch = samples[0] if len(samples) == 1 else torch.cat(samples)
                 results = split(run(batch), len(chunk))
             except Exception as exc:  # fails this chunk's items only
                 for i, _ in chunk:

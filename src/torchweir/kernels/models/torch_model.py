@@ -54,13 +54,17 @@ class TorchModel(ModelKernel):
         min_input_shape: with ``input_shape``, the smallest per-item shape (dynamic H/W).
         cuda_graphs: on a GPU, replay one captured CUDA graph per batch-size bucket per
             instance (captured at start when ``input_shape`` is known, else on first use).
-        buckets: the batch sizes to capture, ``"1,8,32"``; default powers of two up to max.
+        buckets: the batch sizes to capture, ``"1,8,32"``; by default a ladder that pads
+            a batch by at most a quarter (powers of two when compiled: each size is a
+            compile), see :func:`.cuda_graphs.buckets_up_to`.
         channels_last: on a GPU, run convolutions on channels-last activations.
         compile: a ``torch.compile`` mode (``"max-autotune-no-cudagraphs"``, ``"default"``)
             compiled under our own CUDA graphs; empty for eager.
         compile_cache: where compiled artifacts are kept so that a restart skips the
             compile (default ``~/.cache/torchweir/compile``); keyed by model, GPU, torch
             version, mode, precision, buckets and input shape.
+        compile_dynamic: compile once for every batch size (the batch dimension is
+            symbolic) instead of once per bucket; the buckets are then the fine ladder.
 
     Raises:
         ConfigError: a missing model file, or a bad precision, device, shape, mean or std.
@@ -83,6 +87,7 @@ class TorchModel(ModelKernel):
         channels_last: bool = True,
         compile: str = "",
         compile_cache: str = "",
+        compile_dynamic: bool = False,
     ) -> None:
         super().__init__(
             mean=mean,
@@ -101,6 +106,7 @@ class TorchModel(ModelKernel):
         self.channels_last = channels_last
         self.compile_mode = compile
         self.compile_cache = compile_cache
+        self.compile_dynamic = compile_dynamic
         if compile:  # on the building thread: see DecodeTensor.__init__
             import torch._dynamo
             import torch._inductor  # noqa: F401
@@ -119,7 +125,7 @@ class TorchModel(ModelKernel):
         for key in ("precision", "buckets", "compile", "compile_cache"):
             if key in params:
                 kwargs[key] = str(params[key])
-        for key in ("cuda_graphs", "channels_last"):
+        for key in ("cuda_graphs", "channels_last", "compile_dynamic"):
             if key in params:
                 kwargs[key] = _flag(key, params[key])
         kwargs["device"] = _device_param(params)
@@ -137,11 +143,9 @@ class TorchModel(ModelKernel):
         return _TorchInstance(module, device, ctx.keep_on_device, self)
 
     def _graphed(self, module: nn.Module, device: torch.device, ctx: InstanceContext) -> Kernel:
-        from torchweir.kernels.models.cuda_graphs import GraphedModel, buckets_up_to
+        from torchweir.kernels.models.cuda_graphs import GraphedModel
 
-        graphs = GraphedModel(
-            module, device, buckets_up_to(self.max_batch, self.buckets), ctx.keep_on_device
-        )
+        graphs = GraphedModel(module, device, buckets_for(self), ctx.keep_on_device)
         shape = self.config.shape
         if shape is not None and shape.low == shape.high:  # a fixed shape: capture now
             graphs.warm_up(shape.low)
@@ -191,6 +195,8 @@ class TorchModel(ModelKernel):
 
             load_compiled(self._compile_key(device), self.compile_cache)
             compiled = torch.compile(prepared, mode=self.compile_mode, dynamic=False)
+            if self.compile_dynamic:
+                return cast("nn.Module", DynamicBatch(compiled))  # called like one
             prepared = compiled  # type: ignore[assignment]
         return prepared
 
@@ -208,6 +214,7 @@ class TorchModel(ModelKernel):
                 ",".join(map(str, buckets_for(self))),
                 "x".join(map(str, shape.low)) if shape is not None else "any",
                 "cl" if self.channels_last else "nchw",
+                "dynamic" if self.compile_dynamic else "static",
             ]
         )
 
@@ -262,7 +269,22 @@ class _GraphInstance(Kernel):
             with torch.inference_mode():
                 return self.graphs(batch)
 
-        return run_batched(items, run, self.config)
+        return run_batched(items, run, self.config, concat=self.graphs.stage)
+
+
+class DynamicBatch:
+    """Calls a compiled module with its input's batch dimension marked symbolic, so
+    that one compile serves every bucket (sizes 0 and 1 are always specialised)."""
+
+    def __init__(self, compiled: Any) -> None:
+        self.compiled = compiled
+
+    def __call__(self, x: Any) -> Any:
+        import torch._dynamo
+
+        if x.shape[0] > 1:
+            torch._dynamo.mark_dynamic(x, 0)
+        return self.compiled(x)
 
 
 def parse_buckets(value: str | Sequence[int], max_batch: int) -> tuple[int, ...]:
@@ -284,9 +306,11 @@ def parse_buckets(value: str | Sequence[int], max_batch: int) -> tuple[int, ...]
 
 
 def buckets_for(model: TorchModel) -> list[int]:
+    """The batch sizes a model's instances capture (and, compiled, compile)."""
     from torchweir.kernels.models.cuda_graphs import buckets_up_to
 
-    return buckets_up_to(model.max_batch, model.buckets)
+    fine = not model.compile_mode or model.compile_dynamic
+    return buckets_up_to(model.max_batch, model.buckets, fine=fine)
 
 
 def torch_gpu_name(device: torch.device) -> str:
