@@ -82,7 +82,9 @@ def timed_replays(graphed: Any, batch: torch.Tensor, seconds: float) -> float:
     return batch.shape[0] * count / (start.elapsed_time(end) / 1000)
 
 
-def model_ceiling(batch_sizes: list[int], compile_mode: str, seconds: float) -> dict[str, Any]:
+def model_ceiling(
+    batch_sizes: list[int], compile_mode: str, seconds: float, dynamic: bool = False
+) -> dict[str, Any]:
     """The model node's own kernel, one instance, replayed back to back."""
     kernel = tw.kernels.TorchModel(
         resnet50(0),
@@ -94,6 +96,7 @@ def model_ceiling(batch_sizes: list[int], compile_mode: str, seconds: float) -> 
         mean=MEAN,
         std=STD,
         compile=compile_mode,
+        compile_dynamic=dynamic,
     )
     stream = torch.cuda.Stream()
     started = time.perf_counter()
@@ -107,7 +110,8 @@ def model_ceiling(batch_sizes: list[int], compile_mode: str, seconds: float) -> 
         for size in batch_sizes:
             batch = torch.randint(0, 256, (size, 3, 224, 224), dtype=torch.uint8, device="cuda")
             rates[str(size)] = timed_replays(graphs, batch, seconds)
-    return {"mode": compile_mode or "cuda-graph", "setup_s": setup_s, "img_per_s": rates}
+    mode = (compile_mode + (" dynamic" if dynamic else "")) or "cuda-graph"
+    return {"mode": mode, "setup_s": setup_s, "img_per_s": rates}
 
 
 def cpu_decode_ceiling(images: list[bytes], threads: int, seconds: float) -> float:

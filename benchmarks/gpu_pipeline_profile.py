@@ -1,0 +1,203 @@
+"""Profile the ResNet-50 service and its parts at high load, thread by thread.
+
+Each variant runs a closed loop of ``--clients`` clients on one event loop, as the
+harness does, and reports img/s with the per-thread CPU, the Python stacks and the event
+loop's lag (see ``thread_profile.py``), plus each node's mean batch and how busy its
+instances were. The variants take the pipeline apart so that each stage's cost, with the
+runtime around it, is measured on its own:
+
+* ``service``: ``decode`` (``S[DecodeTensor,ResizeTensor]``) -> ``resnet50``;
+* ``decode-only``: the decode node alone;
+* ``model-only``: the model node alone, fed decoded 3x224x224 uint8 host tensors;
+* ``identity``: two ``Identity`` nodes, the runtime's own cost on this machine.
+
+Usage (on the GPU machine)::
+
+    python benchmarks/gpu_pipeline_profile.py --variants service,decode-only --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import msgspec
+
+import torchweir as tw
+from thread_profile import ThreadProfile, print_report
+from torchweir.bench.resnet50 import service_graph
+from torchweir.data import sample_image_bytes
+from torchweir.kernels.cpu.reference import preprocess_reference
+
+
+def variant_graph(name: str, args: argparse.Namespace) -> tuple[tw.GraphSpec, str]:
+    """The graph of a variant and the kind of input it takes (``jpeg`` or ``tensor``)."""
+    common: dict[str, Any] = {
+        "decode": args.decode,
+        "decode_instances": args.decode_instances or None,
+        "model_instances": args.model_instances,
+        "model_timeout_ms": args.model_timeout,
+        "max_batch": args.max_batch,
+    }
+    if args.device:
+        common["device"] = args.device
+    if args.model_compile:
+        common["compile"] = args.model_compile
+        common["compile_dynamic"] = args.compile_dynamic
+    service = service_graph(**common).spec()
+    for setting in args.set:
+        node_name, _, rest = setting.partition(".")
+        key, _, value = rest.partition("=")
+        nodes = tuple(
+            msgspec.structs.replace(n, params={**n.params, key: value})
+            if n.name == node_name
+            else n
+            for n in service.nodes
+        )
+        service = msgspec.structs.replace(service, nodes=nodes)
+    if args.completion:
+        nodes = tuple(
+            msgspec.structs.replace(n, params={**n.params, "completion": args.completion})
+            for n in service.nodes
+        )
+        service = msgspec.structs.replace(service, nodes=nodes)
+    if name == "service":
+        return service, "jpeg"
+    if name in ("decode-only", "model-only"):
+        node = service.node("decode" if name == "decode-only" else "resnet50")
+        alone = msgspec.structs.replace(node, next=())
+        return tw.GraphSpec(nodes=(alone,)), "jpeg" if name == "decode-only" else "tensor"
+    if name == "identity":
+        g = tw.Graph()
+        g.node("a", "Identity") >> g.node("b", "Identity")
+        return g.spec(), "jpeg"
+    raise SystemExit(f"unknown variant {name!r}")
+
+
+async def drive(
+    runtime: tw.Runtime, inputs: list[Any], clients: int, warmup: float, seconds: float
+) -> tuple[float, dict[str, Any]]:
+    """Closed loop; img/s and the profile over the measured window."""
+    done = 0
+    measuring = False
+    stopping = False
+
+    async def client(k: int) -> None:
+        nonlocal done
+        i = k
+        while not stopping:
+            await runtime.submit(inputs[i % len(inputs)])
+            i += clients
+            if measuring:
+                done += 1
+
+    tasks = [asyncio.create_task(client(k)) for k in range(clients)]
+    await asyncio.sleep(warmup)
+    profile = ThreadProfile()
+    measuring = True
+    began = time.perf_counter()
+    profile.start(asyncio.get_running_loop())
+    before = runtime.statistics()
+    await asyncio.sleep(seconds)
+    measuring = False
+    elapsed = time.perf_counter() - began
+    after = runtime.statistics()
+    report = profile.stop()
+    report["nodes"] = node_summary(before, after, elapsed)
+    stopping = True
+    await asyncio.gather(*tasks)
+    return done / elapsed, report
+
+
+def node_summary(before: Any, after: Any, seconds: float) -> dict[str, Any]:
+    """Per node, over the window between two statistics snapshots."""
+    nodes = {}
+    for old, new in zip(before.nodes, after.nodes, strict=True):
+        batches = new.batches - old.batches
+        items = new.dispatched - old.dispatched
+        runs = new.run_time_s.count - old.run_time_s.count
+        waits = new.queue_wait_s.count - old.queue_wait_s.count
+        busy = new.busy_seconds - old.busy_seconds
+        nodes[new.node] = {
+            "mean_batch": round(items / batches, 1) if batches else 0,
+            "busy_instance_pct": round(100 * busy / seconds / new.instances, 1),
+            "mean_run_ms": round(1e3 * (new.run_time_s.sum - old.run_time_s.sum) / max(1, runs), 2),
+            "mean_queue_wait_ms": round(
+                1e3 * (new.queue_wait_s.sum - old.queue_wait_s.sum) / max(1, waits), 2
+            ),
+        }
+    return nodes
+
+
+async def one(name: str, args: argparse.Namespace, images: list[bytes]) -> dict[str, Any]:
+    graph, kind = variant_graph(name, args)
+    inputs: list[Any] = images
+    if kind == "tensor":
+        inputs = [preprocess_reference(jpeg, 224, 224, "rgb") for jpeg in images]
+    kwargs = {"switch_interval": args.switch_interval} if args.switch_interval else {}
+    runtime = tw.Runtime(graph, **kwargs)
+    await runtime.start()
+    try:
+        rate, report = await drive(runtime, inputs, args.clients, args.warmup, args.seconds)
+    finally:
+        await runtime.aclose()
+    report["img_per_s"] = rate
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", default="service,decode-only,model-only,identity")
+    parser.add_argument("--clients", type=int, default=256)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--decode", default="gpu", choices=("cpu", "gpu"))
+    parser.add_argument("--decode-instances", type=int, default=0)
+    parser.add_argument("--model-instances", type=int, default=2)
+    parser.add_argument("--model-timeout", type=float, default=0.0)
+    parser.add_argument("--max-batch", type=int, default=256)
+    parser.add_argument("--device", default="")
+    parser.add_argument("--completion", default="", help="event, spin or callback")
+    parser.add_argument(
+        "--set", action="append", default=[], help="NODE.KEY=VALUE (decode.stream_priority=high)"
+    )
+    parser.add_argument("--model-compile", default="", help="a torch.compile mode")
+    parser.add_argument("--compile-dynamic", action="store_true")
+    parser.add_argument("--switch-interval", type=float, default=0.0005)
+    parser.add_argument("--long-side", type=int, default=500)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    images = sample_image_bytes()
+    if args.long_side:
+        from gpu_resnet50 import imagenet_like
+
+        images = imagenet_like(images, args.long_side)
+    results = {}
+    for name in [v for v in args.variants.split(",") if v]:
+        report = tw.run(one(name, args, images))
+        results[name] = report
+        print(f"{name}: {report['img_per_s']:,.0f} img/s; nodes {json.dumps(report['nodes'])}")
+        print_report(report)
+        sys.stdout.flush()
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(
+            json.dumps(
+                {"args": vars(args) | {"json": str(args.json)}, "results": results},
+                indent=1,
+                default=str,
+            )
+            + "\n"
+        )
+
+
+if __name__ == "__main__":
+    main()

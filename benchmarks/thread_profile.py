@@ -1,0 +1,139 @@
+"""Where a busy torchweir process spends its time, thread by thread.
+
+py-spy hung on the GPU machine, so this samples from inside the process:
+
+* CPU seconds of every OS thread (``/proc/self/task``), Python or not (CUDA's and
+  nvJPEG's threads too), over the measured window;
+* Python stacks of every thread (``sys._current_frames``) every few milliseconds,
+  reported as the innermost frames where each thread was found;
+* the event loop's lag: how long a callback posted from another thread waits before it
+  runs. A saturated loop, not a slow stage, shows here first.
+
+Used by ``gpu_pipeline_profile.py``; Linux only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+__all__ = ["ThreadProfile"]
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _thread_cpu() -> dict[int, tuple[str, float]]:
+    """``{tid: (name, cpu seconds)}`` for every thread of this process."""
+    found = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        found[int(tid)] = (name, (int(fields[11]) + int(fields[12])) / _TICKS)
+    return found
+
+
+def _where(frame: Any, depth: int) -> str:
+    parts = []
+    while frame is not None and len(parts) < depth:
+        code = frame.f_code
+        parts.append(f"{code.co_name}({os.path.basename(code.co_filename)}:{frame.f_lineno})")
+        frame = frame.f_back
+    return " < ".join(parts)
+
+
+class ThreadProfile:
+    """Samples between :meth:`start` and :meth:`stop`; :meth:`stop` returns the report."""
+
+    def __init__(self, interval_s: float = 0.002, depth: int = 3) -> None:
+        self.interval_s = interval_s
+        self.depth = depth
+        self._stacks: dict[int, collections.Counter[str]] = collections.defaultdict(
+            collections.Counter
+        )
+        self._lags: list[float] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop
+        self._cpu0 = _thread_cpu()
+        self._t0 = time.perf_counter()
+        self._thread = threading.Thread(target=self._sample, name="profiler", daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        me = threading.get_ident()
+        next_probe = 0.0
+        while not self._stop.wait(self.interval_s):
+            for ident, frame in sys._current_frames().items():
+                if ident != me:
+                    self._stacks[ident][_where(frame, self.depth)] += 1
+            now = time.perf_counter()
+            if self._loop is not None and now >= next_probe:
+                next_probe = now + 0.005
+                self._loop.call_soon_threadsafe(self._lag, now)
+
+    def _lag(self, posted: float) -> None:
+        self._lags.append(time.perf_counter() - posted)
+
+    def stop(self, top: int = 6) -> dict[str, Any]:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        wall = time.perf_counter() - self._t0
+        cpu1 = _thread_cpu()
+        names = {t.native_id: t.name for t in threading.enumerate()}
+        idents = {t.ident: t.native_id for t in threading.enumerate()}
+        threads = []
+        for tid, (comm, cpu) in cpu1.items():
+            used = cpu - self._cpu0.get(tid, (comm, 0.0))[1]
+            name = names.get(tid, comm)
+            threads.append({"thread": name, "tid": tid, "cpu_pct": 100 * used / wall})
+        threads.sort(key=lambda t: -t["cpu_pct"])
+        stacks = {}
+        for ident, counter in self._stacks.items():
+            total = sum(counter.values())
+            name = names.get(idents.get(ident, -1), str(ident))
+            stacks[name] = [
+                {"pct": round(100 * n / total, 1), "where": where}
+                for where, n in counter.most_common(top)
+            ]
+        lags = sorted(self._lags)
+        return {
+            "wall_s": wall,
+            "process_cpu_pct": sum(t["cpu_pct"] for t in threads),
+            "threads": [t for t in threads if t["cpu_pct"] >= 1.0],
+            "stacks": stacks,
+            "loop_lag_ms": {
+                "probes": len(lags),
+                "p50": 1e3 * lags[len(lags) // 2] if lags else None,
+                "p99": 1e3 * lags[int(len(lags) * 0.99)] if lags else None,
+                "mean": 1e3 * sum(lags) / len(lags) if lags else None,
+            },
+        }
+
+
+def print_report(report: dict[str, Any]) -> None:
+    print(
+        f"  process CPU {report['process_cpu_pct']:.0f} %; loop lag (ms) "
+        + ", ".join(
+            f"{k} {v:.2f}" for k, v in report["loop_lag_ms"].items() if isinstance(v, float)
+        )
+    )
+    for thread in report["threads"]:
+        print(f"  {thread['cpu_pct']:6.1f} % CPU  {thread['thread']}")
+    for name, rows in report["stacks"].items():
+        print(f"  stacks of {name}:")
+        for row in rows:
+            print(f"    {row['pct']:5.1f} %  {row['where']}")
