@@ -5,9 +5,10 @@ In one run, on one machine:
 * stage ceilings (img/s): the model alone at its best batch size per model mode (CUDA
   graph fp16; compiled when ``--compile`` is given), CPU decode+resize+cvtColor on every
   core, and nvJPEG alone;
-* the service through torchweir in two variants, ``cpu-decode``
-  (``S[DecodeMat,ResizeMat,cvtColorMat,Mat2Tensor]`` x N instances) and ``gpu-decode``
-  (``S[DecodeTensor,ResizeTensor]``), both feeding ``TorchModel`` (fp16, CUDA graphs);
+* the service through torchweir in three variants, ``cpu-decode``
+  (``S[DecodeMat,ResizeMat,cvtColorMat,Mat2Tensor]`` x N instances, each in a process),
+  ``cpu-decode-threads`` (the same on instance threads) and ``gpu-decode``
+  (``S[DecodeTensor,ResizeTensor]``), all feeding ``TorchModel`` (fp16, CUDA graphs);
 * the naive service: per-request preprocessing in each client thread and the same fp16
   model under one lock, with ``torch.set_num_threads(1)``.
 
@@ -92,7 +93,7 @@ def model_ceiling(
         device="cuda",
         input_shape="3x224x224",
         max_batch=max(batch_sizes),
-        buckets=",".join(map(str, batch_sizes)),
+        buckets="" if dynamic else ",".join(map(str, batch_sizes)),  # dynamic: the service's
         mean=MEAN,
         std=STD,
         compile=compile_mode,
@@ -194,7 +195,11 @@ def main() -> None:
     parser.add_argument("--clients", default="10,256")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=3.0)
-    parser.add_argument("--variants", default="cpu,gpu", help="decode variants to run")
+    parser.add_argument(
+        "--variants",
+        default="cpu,gpu",
+        help="decode variants: cpu (in processes), cpu-threads, gpu",
+    )
     parser.add_argument("--decode-instances", type=int, default=0, help="0: automatic")
     parser.add_argument("--gpu-decode-instances", type=int, default=2)
     parser.add_argument("--model-instances", type=int, default=2)
@@ -203,6 +208,11 @@ def main() -> None:
     parser.add_argument("--ceilings", default="model,cpu,nvjpeg", help="'' to skip")
     parser.add_argument("--ceiling-seconds", type=float, default=3.0)
     parser.add_argument("--compile", default="", help="also measure a torch.compile mode")
+    parser.add_argument(
+        "--compile-dynamic",
+        action="store_true",
+        help="compile once for every batch size (ceiling and targets)",
+    )
     parser.add_argument("--completion", default="event", choices=("event", "callback"))
     parser.add_argument(
         "--long-side",
@@ -270,7 +280,10 @@ def main() -> None:
         print("model, CUDA graph fp16:", json.dumps(ceilings["model_cuda_graph_fp16"]), flush=True)
         if args.compile:
             ceilings["model_compiled_fp16"] = model_ceiling(
-                [128], args.compile, args.ceiling_seconds
+                [64, 128, 256] if args.compile_dynamic else [128],
+                args.compile,
+                args.ceiling_seconds,
+                args.compile_dynamic,
             )
             print("model, compiled:", json.dumps(ceilings["model_compiled_fp16"]), flush=True)
     if "cpu" in wanted:
@@ -295,14 +308,23 @@ def main() -> None:
         "buckets": args.buckets,
         "model_timeout_ms": args.model_timeout,
     }
-    compiled = {"compile": args.model_compile}
+    compiled = {"compile": args.model_compile, "compile_dynamic": args.compile_dynamic}
     runtime = {"switch_interval": args.switch_interval} if args.switch_interval else {}
     for variant in [v for v in args.variants.split(",") if v]:
-        instances = args.gpu_decode_instances if variant == "gpu" else args.decode_instances
-        g = service_graph(decode=variant, decode_instances=instances or None, **common, **compiled)
+        decode, _, how = variant.partition("-")  # cpu (processes), cpu-threads, gpu
+        instances = args.gpu_decode_instances if decode == "gpu" else args.decode_instances
+        executor = {"threads": "thread", "": None}[how] if decode == "cpu" else None
+        g = service_graph(
+            decode=decode,
+            decode_instances=instances or None,
+            decode_executor=executor,
+            **common,
+            **compiled,
+        )
         if args.completion != "event":
             g = _with_completion(g, args.completion)
-        targets.append(RuntimeTarget(g, name=f"{variant}-decode", **runtime))
+        name = f"{decode}-decode" + (f"-{how}" if how else "")
+        targets.append(RuntimeTarget(g, name=name, **runtime))
         if variant == "cpu" and args.ab_switch:
             targets.append(RuntimeTarget(g, name="cpu-decode-5ms"))
         if variant == "gpu" and args.ab_prefetch:
@@ -376,14 +398,16 @@ def _print_ratios(result: Any, ceilings: dict[str, Any]) -> None:
         return
     print("ceilings (img/s): " + ", ".join(f"{k} {v:,.0f}" for k, v in rates.items()))
     for point in result.points:
+        decode = {
+            "cpu-decode": "cpu_decode_processes",
+            "cpu-decode-threads": "cpu_decode_resize_cvtcolor",
+        }.get(point.target, "nvjpeg_batch64")
         slowest = min(
             rates.get("model_compiled_fp16", rates.get("model_cuda_graph_fp16", 1e12)),
-            rates.get("cpu_decode_resize_cvtcolor", 1e12)
-            if point.target.startswith("cpu")
-            else rates.get("nvjpeg_batch64", 1e12),
+            rates.get(decode, 1e12),
         )
         print(
-            f"{point.target:<12} {point.load:<12} {point.stats.qps:>9,.0f} img/s = "
+            f"{point.target:<18} {point.load:<12} {point.stats.qps:>9,.0f} img/s = "
             f"{point.stats.qps / slowest:.0%} of its slowest stage ({slowest:,.0f})"
         )
 

@@ -152,13 +152,16 @@ class InstanceWorker:
             return
         self.ctx = ctx
         self._ready.set_result(None)
-        for batch in iter(self._inbox.get, None):
-            errors = self._execute(kernel, batch, wait=not self._deferred)
-            post = self._poster(batch, errors)
-            if self._deferred:
-                self._binding.complete_later(self.ctx, post)  # type: ignore[attr-defined]
-            else:
-                post()
+        try:
+            for batch in iter(self._inbox.get, None):
+                errors = self._execute(kernel, batch, wait=not self._deferred)
+                post = self._poster(batch, errors)
+                if self._deferred:
+                    self._binding.complete_later(self.ctx, post)  # type: ignore[attr-defined]
+                else:
+                    post()
+        finally:
+            kernel.close()
 
     def _poster(self, batch: list[Token], errors: Errors) -> Callable[[], None]:
         loop = self._loop

@@ -26,6 +26,7 @@ def service_graph(
     device: str | None = None,
     decode: str = "cpu",
     decode_instances: int | None = None,
+    decode_executor: str | None = None,
     model_instances: int | None = None,
     max_batch: int | None = None,
     precision: str | None = None,
@@ -58,6 +59,7 @@ def service_graph(
     cores = os.cpu_count() or 2
     g = Graph()
     if decode == "cpu":
+        executor = decode_executor or ("process" if gpu else "thread")
         decoder = g.node(
             "decode",
             "S[DecodeMat,ResizeMat,cvtColorMat,Mat2Tensor]",
@@ -66,6 +68,10 @@ def service_graph(
             color="rgb",
             instance_num=decode_instances or max(1, cores - (2 if gpu else 1)),
             prefetch=1,
+            executor=executor,
+            # a process instance costs its thread a few GIL hand-offs per round trip:
+            # under load, take several images per trip
+            max=8 if executor == "process" else 1,
         )
     else:
         decoder = g.node(

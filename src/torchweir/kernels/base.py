@@ -105,6 +105,10 @@ class Kernel:
         """
         raise NotImplementedError(f"{type(self).__name__} must implement forward()")
 
+    def close(self) -> None:
+        """Release what :meth:`setup` took (a process, a file); called once on the object
+        ``setup`` returned, in the instance's thread, when the runtime stops."""
+
 
 class ItemKernel(Kernel):
     """A kernel whose items are independent: it runs item by item inside one batch call.

@@ -88,6 +88,10 @@ class Sequential(Kernel):
     def setup(self, ctx: InstanceContext) -> Kernel:
         return Sequential([(name, kernel.setup(ctx)) for name, kernel in self.steps])
 
+    def close(self) -> None:
+        for _, kernel in self.steps:
+            kernel.close()
+
     def forward(self, items: list[Payload]) -> Outcome:
         if self._item_wise:
             errors = [self._run_item(item) for item in items]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import pickle
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +12,7 @@ from torchweir.actors.clock import Clock
 from torchweir.actors.cuda import CudaBinding, cuda_device_count, place_instances
 from torchweir.actors.mailbox import Mailbox
 from torchweir.actors.policy import BatchPolicy
+from torchweir.actors.process import ProcessKernel
 from torchweir.actors.routing import Fold, Links, route
 from torchweir.actors.worker import InstanceWorker
 from torchweir.errors import ConfigError
@@ -100,6 +103,8 @@ def _workers(
     priority = str(spec.params.get("stream_priority", "normal"))
     _cuda_binding(spec, completion, priority)  # bad values fail on a CPU machine too
     prefetch = _prefetch(spec)
+    if _executor(spec, on_gpu=devices is not None) == "process":
+        kernel = ProcessKernel(functools.partial(built_kernel, spec), kernel.max_batch, spec.name)
     workers = []
     for i in range(spec.instance_num):
         ctx = InstanceContext(
@@ -114,6 +119,40 @@ def _workers(
             InstanceWorker(kernel, ctx, actor.batch_done, binding=binding, prefetch=prefetch)
         )
     return workers
+
+
+def _executor(spec: NodeSpec, *, on_gpu: bool) -> str:
+    """``thread`` (default) or ``process`` (see :mod:`torchweir.actors.process`)."""
+    executor = str(spec.params.get("executor", "thread"))
+    if executor not in ("thread", "process"):
+        raise ConfigError(
+            f"executor must be 'thread' or 'process', got {executor!r}",
+            node=spec.name,
+            key="executor",
+        )
+    if executor == "process":
+        if on_gpu:
+            raise ConfigError(
+                "executor 'process' is for CPU kernels; this node runs on a GPU",
+                node=spec.name,
+                key="executor",
+            )
+        try:
+            pickle.dumps(spec)
+        except Exception as exc:
+            raise ConfigError(
+                f"executor 'process' builds the kernel in a child process, so it must "
+                f"pickle; this one does not ({type(exc).__name__}: {exc}). Register it in "
+                f"an importable module or give its import path",
+                node=spec.name,
+                key="executor",
+            ) from None
+    return executor
+
+
+def built_kernel(spec: NodeSpec) -> Kernel:
+    """The node's kernel alone (what a process instance builds in its child)."""
+    return node_kernel(spec)[0]
 
 
 def _prefetch(spec: NodeSpec) -> int:

@@ -289,3 +289,4 @@ def test_a_dynamic_compile_serves_every_batch_size_with_one_graph(tiny: ResNet) 
     )
     assert buckets_for(static) == [1, 2, 4, 8, 16, 32, 64]  # each a compile
     assert len(buckets_for(dynamic)) > len(buckets_for(static))
+    assert buckets_for(dynamic)[:3] == [2, 4, 8]  # batch 1 would be a compile of its own

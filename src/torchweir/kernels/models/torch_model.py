@@ -211,7 +211,7 @@ class TorchModel(ModelKernel):
                 torch_gpu_name(device),
                 self.compile_mode,
                 self.precision,
-                ",".join(map(str, buckets_for(self))),
+                "any batch" if self.compile_dynamic else ",".join(map(str, buckets_for(self))),
                 "x".join(map(str, shape.low)) if shape is not None else "any",
                 "cl" if self.channels_last else "nchw",
                 "dynamic" if self.compile_dynamic else "static",
@@ -309,8 +309,10 @@ def buckets_for(model: TorchModel) -> list[int]:
     """The batch sizes a model's instances capture (and, compiled, compile)."""
     from torchweir.kernels.models.cuda_graphs import buckets_up_to
 
-    fine = not model.compile_mode or model.compile_dynamic
-    return buckets_up_to(model.max_batch, model.buckets, fine=fine)
+    if model.compile_mode and model.compile_dynamic and not model.buckets:
+        # batch 1 is always compiled on its own (specialised): pad it to 2 instead
+        return [b for b in buckets_up_to(model.max_batch) if b > 1 or model.max_batch == 1]
+    return buckets_up_to(model.max_batch, model.buckets, fine=not model.compile_mode)
 
 
 def torch_gpu_name(device: torch.device) -> str:

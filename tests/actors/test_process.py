@@ -1,0 +1,108 @@
+"""executor = "process": instances in child processes, results and errors unchanged."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import torchweir as tw
+from torchweir.data import sample_image_bytes
+
+ECHO = "tests.actors.process_kernels:Echo"
+
+
+def run(g: tw.Graph, xs: list[Any]) -> list[Any]:
+    async def main() -> list[Any]:
+        async with tw.Runtime(g) as rt:
+            return await rt.submit_many(xs, return_exceptions=True)
+
+    return asyncio.run(main())
+
+
+def test_process_instances_decode_exactly_what_thread_instances_do() -> None:
+    images = sample_image_bytes()
+    outputs = {}
+    for executor in ("thread", "process"):
+        g = tw.Graph()
+        g.node(
+            "decode",
+            "S[DecodeMat,ResizeMat,cvtColorMat,Mat2Tensor]",
+            resize_h=64,
+            resize_w=48,
+            color="rgb",
+            instance_num=2,
+            executor=executor,
+        )
+        outputs[executor] = run(g, [*images, b"\xff\xd8\xff not a jpeg"])
+    for thread, process in zip(outputs["thread"][:-1], outputs["process"][:-1], strict=True):
+        assert isinstance(process, torch.Tensor)
+        assert process.shape == (1, 3, 64, 48)
+        assert torch.equal(thread, process)
+    error = outputs["process"][-1]
+    assert isinstance(error, tw.InputError)  # the type survives the trip between processes
+    assert error.node == "decode"
+    assert str(error) == str(outputs["thread"][-1])
+
+
+def test_items_run_in_other_processes_and_bring_back_arrays_and_keys() -> None:
+    g = tw.Graph()
+    g.node("echo", ECHO, instance_num=2, executor="process", batching_timeout=5)
+
+    async def main() -> list[Any]:
+        async with tw.Runtime(g) as rt:
+            return await asyncio.gather(*(rt.submit({"data": i}) for i in range(40)))
+
+    outs = asyncio.run(main())
+    for i, out in enumerate(outs):
+        np.testing.assert_array_equal(out["result"], np.full((2, 3), 2 * i, np.float32))
+    pids = {out["pid"] for out in outs}
+    assert os.getpid() not in pids
+    assert 1 <= len(pids) <= 2
+
+
+def test_a_child_that_dies_fails_its_batch_only_and_is_replaced() -> None:
+    g = tw.Graph()
+    g.node("echo", ECHO, executor="process", max=1)
+    first, crashed, after, bad = run(g, [1, "crash", 3, "bad"])
+    assert first is not None
+    assert isinstance(crashed, tw.KernelError)
+    assert "worker process died (exit code -9)" in str(crashed)
+    assert crashed.node == "echo"
+    np.testing.assert_array_equal(after, np.full((2, 3), 6, np.float32))
+    assert isinstance(bad, tw.InputError)
+
+
+def test_closing_the_runtime_stops_the_children() -> None:
+    g = tw.Graph()
+    g.node("echo", ECHO, instance_num=2, executor="process")
+
+    async def main() -> set[int]:
+        async with tw.Runtime(g) as rt:
+            return {(await rt.submit({"data": i}))["pid"] for i in range(8)}
+
+    for pid in asyncio.run(main()):
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_bad_process_settings_fail_the_build_naming_node_and_key() -> None:
+    g = tw.Graph()
+    g.node("n", "Identity", executor="fork")
+    with pytest.raises(tw.ConfigError, match="node 'n', key 'executor': executor must be"):
+        asyncio.run(tw.Runtime(g).start())
+    g = tw.Graph()
+    g.node("n", tw.kernel(lambda xs: xs), executor="process")
+    with pytest.raises(tw.ConfigError, match="key 'executor': executor 'process' builds"):
+        asyncio.run(tw.Runtime(g).start())
+
+
+def test_a_kernel_that_fails_setup_in_its_child_fails_the_start() -> None:
+    g = tw.Graph()
+    g.node("n", "tests.actors.process_kernels:FailsSetup", executor="process")
+    with pytest.raises(tw.ConfigError, match="no model for instance 0"):
+        asyncio.run(tw.Runtime(g).start())
