@@ -30,6 +30,32 @@ def test_the_real_process_clock_counts_busy_work() -> None:
     assert 5.0 < usage.cpu_percent < 300.0
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_cpu_of_live_child_processes_counts_too() -> None:
+    import subprocess
+    import time
+
+    from torchweir.bench.system import children_cpu_s
+
+    before = children_cpu_s()
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\nt = time.process_time()\n"
+            "while time.process_time() - t < 0.4: pass\ntime.sleep(30)",
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while children_cpu_s() - before < 0.3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert children_cpu_s() - before >= 0.3  # it burnt 0.4 s and is still alive
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_without_nvidia_ml_py_gpu_fields_are_none(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", None)
     with Monitor() as monitor:

@@ -1,11 +1,12 @@
 """What the machine did during a point: the process's CPU time, and the GPUs when visible.
 
 CPU is the process's user + system time over wall time (``os.times``, so no extra
-dependency), where 100 % is one core busy. GPUs are sampled by a background thread through
-nvidia-ml-py (``pynvml``) every 200 ms; utilisation is the driver's own "kernel running"
-percentage and memory is what the device has in use (every process's, not only ours).
-Without the package, a driver or a GPU the GPU fields are ``None``: telemetry is optional
-and never fails a benchmark.
+dependency), where 100 % is one core busy; it includes the child processes of
+``executor = "process"`` nodes (read from ``/proc`` on Linux). GPUs are sampled by a
+background thread through nvidia-ml-py (``pynvml``) every 200 ms; utilisation is the
+driver's own "kernel running" percentage and memory is what the device has in use
+(every process's, not only ours). Without the package, a driver or a GPU the GPU fields
+are ``None``: telemetry is optional and never fails a benchmark.
 """
 
 from __future__ import annotations
@@ -224,8 +225,30 @@ class Monitor:
 
 
 def _process_cpu_s() -> float:
-    times = os.times()
-    return times.user + times.system
+    times = os.times()  # children_*: children that exited and were waited for
+    own = times.user + times.system + times.children_user + times.children_system
+    return own + children_cpu_s()
+
+
+def children_cpu_s() -> float:
+    """CPU seconds of this process's live children (Linux; 0 elsewhere)."""
+    me = os.getpid()
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return 0.0
+    for entry in entries:
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue  # exited meanwhile
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[1]) == me:  # its parent is us
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 def machine_info() -> dict[str, Any]:
