@@ -1,19 +1,19 @@
 """Instances in processes of their own: CPU kernels that do not share the GIL.
 
 A decode node on instance threads runs its OpenCV calls in parallel, but the Python
-around them (and every return to the interpreter) takes turns on one GIL: on a 16-core
-H200 host, 16 decode threads did 7,500 img/s where 16 processes did 22,000. With
-``executor = "process"`` each instance thread drives one child process instead:
+around them, and every return from them, takes turns on one GIL: on a 16-core H200 host,
+16 decode threads did 7,500 img/s where 16 processes did 22,000. With
+``executor = "process"`` each instance is a child process instead:
 
 * the child (a fresh interpreter, never a fork: CUDA and threads do not survive one, and
   unlike multiprocessing's spawn it does not re-run the caller's ``__main__``) builds
   the node's kernel from its spec and sets it up there, with one OpenCV and torch thread;
-* the thread sends each batch's request dicts (pickled) and sleeps on the pipe, without
-  the GIL, until the child answers;
+* the event loop writes each batch's request dicts (pickled) to the child's socket and a
+  reader callback takes the answer: no thread in between to win the GIL back;
 * arrays and CPU tensors in the answer come back through a shared-memory arena, copied
   out once, and everything else pickled;
-* a child that dies (a decoder crashing on a hostile file) fails its batch with
-  :class:`~torchweir.errors.KernelError` and is started again for the next one.
+* a child that dies (a decoder crashing on a hostile file) fails the batches it held
+  with :class:`~torchweir.errors.KernelError` and another one is started.
 
 Kernels must be importable in the child: registered in a module the child imports,
 given by import path, or a picklable kernel object.
@@ -21,14 +21,18 @@ given by import path, or a picklable kernel object.
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import contextlib
 import mmap
 import os
 import pickle
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -36,14 +40,19 @@ from typing import Any
 
 import numpy as np
 
+from torchweir.actors.metrics import Histogram
+from torchweir.actors.request import Token
+from torchweir.actors.worker import Errors, item_error, whole_batch_error
 from torchweir.errors import KernelError
-from torchweir.kernels.base import InstanceContext, Kernel, Outcome, Payload
+from torchweir.kernels.base import InstanceContext, Kernel, Payload
 
-__all__ = ["ProcessKernel", "child_main"]
+__all__ = ["ProcessWorker", "child_main"]
 
 #: Builds the node's kernel in the child; must pickle by reference (a module function,
 #: or a functools.partial of one).
 Factory = Callable[[], Kernel]
+#: ``on_done(worker, batch, errors)``: the actor's ``batch_done``.
+OnDone = Callable[[Any, list[Token], Errors], None]
 
 
 class _Shared:
@@ -58,128 +67,218 @@ class _Shared:
         return (_Shared, (self.offset, self.dtype, self.shape, self.tensor))
 
 
-class ProcessKernel(Kernel):
-    """Runs ``factory()``'s kernel in a child process per instance.
+class ProcessWorker:
+    """One instance of a node: a child process, driven from the event loop.
+
+    There is no instance thread: the loop writes each batch to the child's socket and a
+    reader callback takes the answer, so no thread has to win the GIL back between the
+    child's answer and the actor (with 14 such threads the hand-offs, not the decoding,
+    set the pace). Implements what :class:`~torchweir.actors.actor.Actor` needs of a
+    worker, like :class:`~torchweir.actors.worker.InstanceWorker`.
 
     Args:
-        factory: builds the kernel (in the child).
-        max_batch: the kernel's ``max_batch``, known to the parent.
-        node: the node's name, for errors.
+        factory: builds the node's kernel, in the child.
+        ctx: the instance.
+        on_done: ``on_done(worker, batch, errors)``, called on the loop.
+        prefetch: batches sent ahead while the child runs one.
     """
 
-    def __init__(self, factory: Factory, max_batch: int, node: str) -> None:
-        self.factory = factory
-        self.max_batch = max_batch
-        self.node = node
-        self._ctx: InstanceContext | None = None
-        self._conn: Connection | None = None
-        self._process: Any = None
+    def __init__(
+        self, factory: Factory, ctx: InstanceContext, on_done: OnDone, prefetch: int = 0
+    ) -> None:
+        self.ctx = ctx
+        self.depth = 1 + prefetch
+        self.busy_seconds = 0.0
+        self.timings = Histogram()
+        self._factory = factory
+        self._on_done = on_done
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sock: socket.socket | None = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._arena: _Mapped | None = None
+        self._sent: collections.deque[tuple[list[Token], float]] = collections.deque()
+        self._held: list[list[Token]] = []  # while a new child starts
+        self._inbox = bytearray()
+        self._outbox = bytearray()
+        self._stopping = False
+        self._broken: BaseException | None = None
 
     def __repr__(self) -> str:
         pid = self._process.pid if self._process is not None else None
-        return f"<ProcessKernel {self.node} pid={pid}>"
+        return f"<ProcessWorker {self.ctx.node}#{self.ctx.index} pid={pid}>"
 
-    def setup(self, ctx: InstanceContext) -> Kernel:
-        """Start this instance's child and wait until its kernel is set up.
+    async def start(self) -> None:
+        """Start the child and wait until its kernel is set up.
 
         Raises:
             Exception: what the kernel's construction or ``setup`` raised in the child.
         """
-        instance = ProcessKernel(self.factory, self.max_batch, self.node)
-        instance._ctx = ctx
-        instance._start()
-        return instance
+        self._loop = asyncio.get_running_loop()
+        self._adopt(*await asyncio.to_thread(_spawn, self._factory, self.ctx))
 
-    def forward(self, items: list[Payload]) -> Outcome:
-        if self._conn is None:
-            self._start()  # the last child died: a new one for this batch
-        assert self._conn is not None
-        try:
-            self._conn.send_bytes(pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL))
-            kind, body = pickle.loads(self._conn.recv_bytes())
-        except (EOFError, OSError, BrokenPipeError):
-            code = self._reap()
-            self._release_arena(unlink=True)  # the child cannot any more
-            raise KernelError(
-                f"its worker process died (exit code {code}) running a batch of "
-                f"{len(items)}; a new one starts for the next batch",
-                node=self.node,
-            ) from None
-        if kind == "raised":
-            raise body
-        errors, updates, arena = body
-        if arena is not None:
-            self._attach(arena)
-        for item, update in zip(items, updates, strict=True):
-            for key, value in update.items():
-                item[key] = self._copied(value) if isinstance(value, _Shared) else value
-        return errors  # type: ignore[no-any-return]
+    def run(self, batch: list[Token]) -> None:
+        """Send one batch to the child (on the loop); its answer comes back by callback."""
+        if self._broken is not None:
+            self._finish(batch, self._failed(batch, self._broken), 0.0)
+        elif self._sock is None:
+            self._held.append(batch)
+        else:
+            self._send(batch)
 
-    def close(self) -> None:
-        """Stop the child (it exits when its pipe closes) and release the arena."""
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-        self._reap()
-        self._release_arena(unlink=False)  # the child unlinks it as it exits
+    def stop(self) -> None:
+        """Close the socket: the child exits once it has answered what it holds."""
+        self._stopping = True
+        self._close_socket()
 
-    def _release_arena(self, *, unlink: bool) -> None:
-        if self._arena is not None:
-            self._arena.close()
-            if unlink:
-                self._arena.unlink()
-            self._arena = None
-
-    def _start(self) -> None:
-        assert self._ctx is not None
-        ours, theirs = socket.socketpair()
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
-            "OMP_NUM_THREADS": "1",  # one core per process: no thread pools
-        }
-        process = subprocess.Popen(
-            [sys.executable, "-c", _BOOTSTRAP, str(theirs.fileno())],
-            pass_fds=(theirs.fileno(),),
-            env=env,
-            stdin=subprocess.DEVNULL,
-        )
-        theirs.close()
-        conn = Connection(ours.detach())
-        try:
-            conn.send_bytes(pickle.dumps((self.factory, self._ctx)))
-            kind, body = pickle.loads(conn.recv_bytes())
-        except (EOFError, OSError):
-            conn.close()
-            raise KernelError(
-                f"its worker process exited with code {process.wait()} while starting",
-                node=self.node,
-            ) from None
-        if kind == "failed":
-            conn.close()
-            process.wait()
-            raise body
-        self._conn, self._process = conn, process
-
-    def _reap(self) -> int | None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-        code = None
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the child to exit (blocking: call off-loop); kill it after ``timeout``."""
         if self._process is not None:
             try:
-                code = self._process.wait(5)
+                self._process.wait(timeout)
             except subprocess.TimeoutExpired:
                 self._process.kill()
-                code = self._process.wait()
-            self._process = None
-        return code
+                self._process.wait()
+                return False
+        if self._arena is not None:
+            self._arena.close()  # the child unlinks it as it exits
+            self._arena = None
+        return True
 
-    def _attach(self, name: str) -> None:
+    def _adopt(self, sock: socket.socket, process: subprocess.Popen[bytes]) -> None:
+        assert self._loop is not None
+        sock.setblocking(False)
+        self._sock, self._process = sock, process
+        self._loop.add_reader(sock.fileno(), self._readable)
+        held, self._held = self._held, []
+        for batch in held:
+            self._send(batch)
+
+    def _send(self, batch: list[Token]) -> None:
+        assert self._sock is not None
+        assert self._loop is not None
+        data = pickle.dumps([t.payload for t in batch], protocol=pickle.HIGHEST_PROTOCOL)
+        self._sent.append((batch, time.perf_counter()))
+        frame = _frame(data)
+        if not self._outbox:
+            try:
+                sent = self._sock.send(frame)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                return  # the child is gone; the reader sees EOF and fails the batch
+            frame = frame[sent:]
+            if frame:
+                self._loop.add_writer(self._sock.fileno(), self._writable)
+        self._outbox += frame
+
+    def _writable(self) -> None:
+        assert self._sock is not None
+        assert self._loop is not None
+        try:
+            sent = self._sock.send(self._outbox)
+        except BlockingIOError:
+            return
+        except OSError:
+            sent = len(self._outbox)
+        del self._outbox[:sent]
+        if not self._outbox:
+            self._loop.remove_writer(self._sock.fileno())
+
+    def _readable(self) -> None:
+        assert self._sock is not None
+        try:
+            chunk = self._sock.recv(1 << 20)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self._died()
+            return
+        self._inbox += chunk
+        while (found := _unframe(self._inbox)) is not None:
+            body, used = found
+            del self._inbox[:used]
+            batch, sent_at = self._sent.popleft()
+            self._finish(batch, self._answered(batch, body), sent_at)
+
+    def _answered(self, batch: list[Token], body: bytes) -> Errors:
+        node = self.ctx.node
+        kind, content = pickle.loads(body)
+        if kind == "raised":
+            return [whole_batch_error(content, node, len(batch)) for _ in batch]
+        errors, updates, arena = content
+        if arena is not None:
+            if self._arena is not None:
+                self._arena.close()
+            self._arena = _Mapped(arena)
+        for token, update in zip(batch, updates, strict=True):
+            payload = token.payload
+            for key, value in update.items():
+                payload[key] = self._copied(value) if isinstance(value, _Shared) else value
+        if errors is None:
+            return None
+        return [None if e is None else item_error(e, node) for e in errors]
+
+    def _finish(self, batch: list[Token], errors: Errors, sent_at: float) -> None:
+        if sent_at:
+            elapsed = time.perf_counter() - sent_at
+            self.busy_seconds += elapsed
+            self.timings.observe(elapsed)
+        self._on_done(self, batch, errors)
+
+    def _failed(self, batch: list[Token], error: BaseException) -> Errors:
+        return [whole_batch_error(error, self.ctx.node, len(batch)) for _ in batch]
+
+    def _died(self) -> None:
+        """The child is gone: fail what it held and, unless stopping, start another."""
+        self._close_socket()
+        if self._stopping:
+            return
+        assert self._loop is not None
+        self._loop.create_task(self._replace())
+
+    async def _replace(self) -> None:
+        process, self._process = self._process, None
+        code = await asyncio.to_thread(process.wait) if process is not None else None
         if self._arena is not None:
             self._arena.close()
-        self._arena = _Mapped(name)
+            self._arena.unlink()  # the child could not
+            self._arena = None
+        lost = KernelError(
+            f"its worker process died (exit code {code}); a new one is starting",
+            node=self.ctx.node,
+        )
+        sent, self._sent = self._sent, collections.deque()
+        for batch, sent_at in sent:
+            self._finish(batch, self._failed(batch, lost), sent_at)
+        try:
+            child = await asyncio.to_thread(_spawn, self._factory, self.ctx)
+        except Exception as exc:
+            self._broken = KernelError(
+                f"its worker process died and a new one failed to start: {exc}",
+                node=self.ctx.node,
+            )
+            held, self._held = self._held, []
+            for batch in held:
+                self._finish(batch, self._failed(batch, self._broken), 0.0)
+            return
+        if self._stopping:
+            child[0].close()
+            self._process = child[1]
+            return
+        self._adopt(*child)
+
+    def _close_socket(self) -> None:
+        if self._sock is not None:
+            assert self._loop is not None
+            with contextlib.suppress(ValueError, OSError, RuntimeError):
+                self._loop.remove_reader(self._sock.fileno())
+                self._loop.remove_writer(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
+            self._outbox.clear()
+            self._inbox.clear()
 
     def _copied(self, shared: _Shared) -> Any:
         assert self._arena is not None
@@ -192,6 +291,63 @@ class ProcessKernel(Kernel):
 
             return torch.from_numpy(array)
         return array
+
+
+def _spawn(factory: Factory, ctx: InstanceContext) -> tuple[socket.socket, subprocess.Popen[bytes]]:
+    """Start a child, hand it ``(factory, ctx)`` and wait until its kernel is set up."""
+    ours, theirs = socket.socketpair()
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+        "OMP_NUM_THREADS": "1",  # one core per process: no thread pools
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-c", _BOOTSTRAP, str(theirs.fileno())],
+        pass_fds=(theirs.fileno(),),
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    theirs.close()
+    conn = Connection(os.dup(ours.fileno()))  # blocking reads for the handshake only
+    try:
+        conn.send_bytes(pickle.dumps((factory, ctx)))
+        kind, body = pickle.loads(conn.recv_bytes())
+    except (EOFError, OSError):
+        ours.close()
+        raise KernelError(
+            f"its worker process exited with code {process.wait()} while starting",
+            node=ctx.node,
+        ) from None
+    finally:
+        conn.close()
+    if kind == "failed":
+        ours.close()
+        process.wait()
+        raise body
+    return ours, process
+
+
+def _frame(data: bytes) -> bytes:
+    """``multiprocessing.connection``'s framing, which the child reads and writes."""
+    if len(data) > 0x7FFFFFFF:
+        return struct.pack("!iQ", -1, len(data)) + data
+    return struct.pack("!i", len(data)) + data
+
+
+def _unframe(buffer: bytearray) -> tuple[bytes, int] | None:
+    """The first whole message in ``buffer`` and the bytes it used, or ``None``."""
+    if len(buffer) < 4:
+        return None
+    (size,) = struct.unpack_from("!i", buffer)
+    header = 4
+    if size == -1:
+        if len(buffer) < 12:
+            return None
+        (size,) = struct.unpack_from("!Q", buffer, 4)
+        header = 12
+    if len(buffer) < header + size:
+        return None
+    return bytes(buffer[header : header + size]), header + size
 
 
 _BOOTSTRAP = "from torchweir.actors.process import child_main; child_main()"

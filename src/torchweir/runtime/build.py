@@ -12,7 +12,7 @@ from torchweir.actors.clock import Clock
 from torchweir.actors.cuda import CudaBinding, cuda_device_count, place_instances
 from torchweir.actors.mailbox import Mailbox
 from torchweir.actors.policy import BatchPolicy
-from torchweir.actors.process import ProcessKernel
+from torchweir.actors.process import ProcessWorker
 from torchweir.actors.routing import Fold, Links, route
 from torchweir.actors.worker import InstanceWorker
 from torchweir.errors import ConfigError
@@ -25,13 +25,16 @@ from torchweir.kernels.base import InstanceContext, Kernel
 from torchweir.kernels.compose import SEQUENTIAL_NAMES, STREAM_WRAPPERS, Identity, Sequential
 from torchweir.kernels.imports import import_object
 
+#: What runs a node's batches: an instance thread, or a child process driven by the loop.
+Worker = InstanceWorker | ProcessWorker
+
 
 @dataclass
 class Built:
     """The run-time form of a graph."""
 
     actors: dict[str, Actor]
-    workers: dict[str, list[InstanceWorker]]
+    workers: dict[str, list[Worker]]
     entry: str | None
     stream_bound: dict[str, bool]
 
@@ -96,16 +99,15 @@ def _device_id(spec: NodeSpec) -> int | None:
 
 def _workers(
     spec: NodeSpec, kernel: Kernel, actor: Actor, gpu_nodes: dict[str, list[int]]
-) -> list[InstanceWorker]:
+) -> list[Worker]:
     devices = gpu_nodes.get(spec.name)
     keep = devices is not None and bool(spec.next) and all(c in gpu_nodes for c in spec.next)
     completion = str(spec.params.get("completion", "event"))
     priority = str(spec.params.get("stream_priority", "normal"))
     _cuda_binding(spec, completion, priority)  # bad values fail on a CPU machine too
     prefetch = _prefetch(spec)
-    if _executor(spec, on_gpu=devices is not None) == "process":
-        kernel = ProcessKernel(functools.partial(built_kernel, spec), kernel.max_batch, spec.name)
-    workers = []
+    in_process = _executor(spec, on_gpu=devices is not None) == "process"
+    workers: list[Worker] = []
     for i in range(spec.instance_num):
         ctx = InstanceContext(
             node=spec.name,
@@ -114,6 +116,10 @@ def _workers(
             device="cpu" if devices is None else f"cuda:{devices[i]}",
             keep_on_device=keep,
         )
+        if in_process:
+            factory = functools.partial(built_kernel, spec)
+            workers.append(ProcessWorker(factory, ctx, actor.batch_done, prefetch=prefetch))
+            continue
         binding = None if devices is None else _cuda_binding(spec, completion, priority)
         workers.append(
             InstanceWorker(kernel, ctx, actor.batch_done, binding=binding, prefetch=prefetch)

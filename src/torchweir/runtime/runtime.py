@@ -28,13 +28,12 @@ from torchweir.actors.actor import Actor, NodeStatistics
 from torchweir.actors.clock import Clock, LoopClock
 from torchweir.actors.mailbox import Mailbox
 from torchweir.actors.request import Job, Token
-from torchweir.actors.worker import InstanceWorker
 from torchweir.errors import ConfigError, DeadlineExceeded, RuntimeClosed, UnknownNode
 from torchweir.graphs.builder import Graph
 from torchweir.graphs.spec import GraphSpec
 from torchweir.graphs.toml import load_toml
 from torchweir.graphs.validate import closest, validate
-from torchweir.runtime.build import Built, build
+from torchweir.runtime.build import Built, Worker, build
 from torchweir.runtime.gil import lower_switch_interval, restore_switch_interval
 
 __all__ = ["Runtime", "RuntimeState", "RuntimeStatistics"]
@@ -422,5 +421,5 @@ async def _start_workers(built: Built) -> None:
         ) from failures[0]
 
 
-def _join_all(workers: list[InstanceWorker], timeout: float) -> list[str]:
+def _join_all(workers: list[Worker], timeout: float) -> list[str]:
     return [repr(w) for w in workers if not w.join(timeout)]
