@@ -211,3 +211,32 @@ async def test_a_wrong_number_of_outcomes_fails_the_batch() -> None:
     assert errors is not None
     assert all(isinstance(e, KernelError) for e in errors)
     assert "returned 1 outcomes for a batch of 2" in str(errors[0])
+
+
+class Closing(Kernel):
+    """Its set-up instance records the thread that closes it."""
+
+    def __init__(self) -> None:
+        self.closed_in: list[int] = []
+        self.ran_in: list[int] = []
+
+    def forward(self, items: list[dict[str, Any]]) -> Outcome:
+        self.ran_in.append(threading.get_ident())
+        for item in items:
+            item["result"] = item["data"]
+        return None
+
+    def close(self) -> None:
+        self.closed_in.append(threading.get_ident())
+
+
+async def test_the_set_up_kernel_is_closed_once_in_its_thread_when_the_runtime_stops() -> None:
+    import torchweir as tw
+
+    kernel = Closing()
+    g = tw.Graph()
+    g.node("n", tw.kernels.Sequential([("", kernel)]), instance_num=1)
+    async with tw.Runtime(g) as rt:
+        assert await rt.submit(7) == 7
+        assert kernel.closed_in == []
+    assert kernel.closed_in == kernel.ran_in  # once, in the instance's thread

@@ -102,6 +102,7 @@ class ProcessWorker:
         self._outbox = bytearray()
         self._stopping = False
         self._broken: BaseException | None = None
+        self._last_answer = 0.0
 
     def __repr__(self) -> str:
         pid = self._process.pid if self._process is not None else None
@@ -221,8 +222,10 @@ class ProcessWorker:
         return [None if e is None else item_error(e, node) for e in errors]
 
     def _finish(self, batch: list[Token], errors: Errors, sent_at: float) -> None:
-        if sent_at:
-            elapsed = time.perf_counter() - sent_at
+        if sent_at:  # the child ran it from when it was sent or the last one was answered
+            now = time.perf_counter()
+            elapsed = now - max(sent_at, self._last_answer)
+            self._last_answer = now
             self.busy_seconds += elapsed
             self.timings.observe(elapsed)
         self._on_done(self, batch, errors)
@@ -367,7 +370,7 @@ def child_main() -> None:
         conn.send_bytes(pickle.dumps(("failed", _picklable(exc))))
         return
     conn.send_bytes(pickle.dumps(("ready", None)))
-    arena = _Arena(ctx)
+    arena = _Arena()
     try:
         while True:
             try:
@@ -414,9 +417,8 @@ def _answer(kernel: Kernel, items: list[Payload], arena: _Arena) -> bytes:
 class _Arena:
     """The child's shared memory for arrays in answers; grows, never shrinks."""
 
-    def __init__(self, ctx: InstanceContext) -> None:
+    def __init__(self) -> None:
         self.memory: _Mapped | None = None
-        self.ctx = ctx
 
     def store(self, updates: list[dict[str, Any]]) -> str | None:
         """Move every array and CPU tensor of ``updates`` into the arena, in place;
