@@ -22,23 +22,18 @@ import threading
 import time
 from typing import Any
 
-__all__ = ["ThreadProfile"]
+from torchweir.bench.system import proc_stat
 
-_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+__all__ = ["ThreadProfile"]
 
 
 def _thread_cpu() -> dict[int, tuple[str, float]]:
     """``{tid: (name, cpu seconds)}`` for every thread of this process."""
     found = {}
     for tid in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{tid}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        found[int(tid)] = (name, (int(fields[11]) + int(fields[12])) / _TICKS)
+        stat = proc_stat(f"/proc/self/task/{tid}/stat")
+        if stat is not None:
+            found[int(tid)] = (stat[0], stat[2])
     return found
 
 

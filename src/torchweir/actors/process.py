@@ -63,9 +63,6 @@ class _Shared:
     def __init__(self, offset: int, dtype: str, shape: tuple[int, ...], tensor: bool) -> None:
         self.offset, self.dtype, self.shape, self.tensor = offset, dtype, shape, tensor
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_Shared, (self.offset, self.dtype, self.shape, self.tensor))
-
 
 class ProcessWorker:
     """One instance of a node: a child process, driven from the event loop.
@@ -383,18 +380,12 @@ def child_main() -> None:
 
 
 def _one_thread_each() -> None:
-    if "cv2" in sys.modules or _importable("cv2"):
+    with contextlib.suppress(ImportError):
         import cv2
 
         cv2.setNumThreads(1)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
-
-
-def _importable(name: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(name) is not None
 
 
 def _answer(kernel: Kernel, items: list[Payload], arena: _Arena) -> bytes:

@@ -233,22 +233,29 @@ def _process_cpu_s() -> float:
 def children_cpu_s() -> float:
     """CPU seconds of this process's live children (Linux; 0 elsewhere)."""
     me = os.getpid()
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
     try:
         entries = [e for e in os.listdir("/proc") if e.isdigit()]
     except OSError:
         return 0.0
+    total = 0.0
     for entry in entries:
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue  # exited meanwhile
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[1]) == me:  # its parent is us
-            total += (int(fields[11]) + int(fields[12])) / tick
+        found = proc_stat(f"/proc/{entry}/stat")
+        if found is not None and found[1] == me:  # its parent is us
+            total += found[2]
     return total
+
+
+def proc_stat(path: str) -> tuple[str, int, float] | None:
+    """``(name, parent pid, user + system CPU seconds)`` from a Linux ``/proc/.../stat``
+    file of a process or thread; ``None`` if it is gone."""
+    try:
+        with open(path) as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return stat[stat.index("(") + 1 : stat.rindex(")")], int(fields[1]), cpu
 
 
 def machine_info() -> dict[str, Any]:
