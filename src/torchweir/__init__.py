@@ -7,6 +7,7 @@ the list honest); submodules are implementation detail unless documented.
 from torchweir import bench as bench
 from torchweir import errors as errors
 from torchweir import kernels as kernels
+from torchweir.actors.cuda import widen_hardware_queues as _widen_hardware_queues
 from torchweir.errors import ConfigError as ConfigError
 from torchweir.errors import DeadlineExceeded as DeadlineExceeded
 from torchweir.errors import InputError as InputError
@@ -30,6 +31,8 @@ from torchweir.runtime.pipe import pipe as pipe
 from torchweir.runtime.runtime import Runtime as Runtime
 from torchweir.runtime.runtime import RuntimeState as RuntimeState
 from torchweir.runtime.runtime import RuntimeStatistics as RuntimeStatistics
+
+_widen_hardware_queues()  # before any CUDA context exists: see torchweir.actors.cuda
 
 __version__ = "0.1.0"
 

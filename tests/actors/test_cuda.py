@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import torchweir as tw
+from torchweir.actors import cuda
 from torchweir.actors.cuda import CudaBinding, cuda_device_count, place_instances
 from torchweir.kernels.base import InstanceContext, Outcome, Payload
 
@@ -24,6 +25,40 @@ def test_placement_names_what_is_missing() -> None:
         place_instances(1, None, 0)
     with pytest.raises(tw.ConfigError, match=r"device_id 2 is not visible \(2 GPU\(s\): 0\.\.1\)"):
         place_instances(1, 2, 2)
+
+
+def test_importing_torchweir_asked_for_32_hardware_queues_unless_told_otherwise() -> None:
+    # the test process imported torchweir before any CUDA call; CI sets no value itself
+    import os
+
+    assert os.environ.get(cuda.HARDWARE_QUEUES)
+
+
+def test_hardware_queues_respect_the_user_and_an_initialised_cuda(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+    import sys
+    import types
+
+    monkeypatch.setenv(cuda.HARDWARE_QUEUES, "4")
+    cuda.widen_hardware_queues()
+    assert os.environ[cuda.HARDWARE_QUEUES] == "4"  # the user's choice stands
+    assert cuda.hardware_queue_warning() is None
+
+    monkeypatch.delenv(cuda.HARDWARE_QUEUES)
+    initialised = types.SimpleNamespace(cuda=types.SimpleNamespace(is_initialized=lambda: True))
+    monkeypatch.setitem(sys.modules, "torch", initialised)
+    cuda.widen_hardware_queues()
+    assert cuda.HARDWARE_QUEUES not in os.environ  # too late: the context has its queues
+    why = cuda.hardware_queue_warning()
+    assert why is not None
+    assert "CUDA_DEVICE_MAX_CONNECTIONS=32" in why
+
+    fresh = types.SimpleNamespace(cuda=types.SimpleNamespace(is_initialized=lambda: False))
+    monkeypatch.setitem(sys.modules, "torch", fresh)
+    cuda.widen_hardware_queues()
+    assert os.environ[cuda.HARDWARE_QUEUES] == "32"
 
 
 def test_a_bad_completion_mode_is_a_config_error() -> None:

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import functools
 import pickle
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 from torchweir.actors.actor import Actor
 from torchweir.actors.clock import Clock
-from torchweir.actors.cuda import CudaBinding, cuda_device_count, place_instances
+from torchweir.actors.cuda import (
+    CudaBinding,
+    cuda_device_count,
+    hardware_queue_warning,
+    place_instances,
+)
 from torchweir.actors.mailbox import Mailbox
 from torchweir.actors.policy import BatchPolicy
 from torchweir.actors.process import ProcessWorker
@@ -56,6 +62,8 @@ def build(graph: GraphSpec, clock: Clock) -> Built:
         actor = Actor(spec.name, policy, Mailbox(spec.name, spec.max_queue, clock), clock, route)
         actors[spec.name] = actor
     gpu_nodes = _gpu_nodes(graph, kernels, stream_bound, cuda_device_count())
+    if gpu_nodes and (why := hardware_queue_warning()):
+        warnings.warn(why, RuntimeWarning, stacklevel=3)
     workers = {
         spec.name: _workers(spec, kernels[spec.name], actors[spec.name], gpu_nodes)
         for spec in graph.nodes

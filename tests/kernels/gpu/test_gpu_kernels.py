@@ -39,13 +39,14 @@ def test_nvjpeg_decode_and_resize_match_the_cpu_path_within_one_level() -> None:
         assert diff.float().mean() < 2.0, diff.float().mean()
 
 
-def test_a_corrupt_image_fails_alone_in_a_gpu_batch() -> None:
+@pytest.mark.parametrize("decoder", ["nvjpeg", "torchvision"])
+def test_a_corrupt_image_fails_alone_in_a_gpu_batch(decoder: str) -> None:
     import torch
 
     good = sample_image_bytes()[:3]
     bad = [good[0][: len(good[0]) // 2], b"", b"\x89PNG\r\n\x1a\n" + b"0" * 64, 7]
     g = tw.Graph()
-    g.node("decode", "DecodeTensor", max=16)
+    g.node("decode", "DecodeTensor", max=16, decoder=decoder)
     outs = run_graph(g, [good[0], bad[0], good[1], bad[1], bad[2], good[2], bad[3]])
     kinds = [type(o).__name__ for o in outs]
     assert kinds == [
@@ -59,6 +60,50 @@ def test_a_corrupt_image_fails_alone_in_a_gpu_batch() -> None:
     ]
     assert all(o.node == "decode" for o in outs if isinstance(o, tw.InputError))
     assert all(o.is_cuda for o in outs if isinstance(o, torch.Tensor))
+
+
+def test_own_nvjpeg_binding_decodes_what_torchvision_decodes_bit_for_bit() -> None:
+    """Both drive the same hardware decoder; images it cannot take (the bundled
+    progressive JPEG) go through torchvision in both, so every output must match."""
+    import torch
+
+    images = sample_image_bytes()
+    outs = {}
+    for decoder in ("nvjpeg", "torchvision"):
+        g = tw.Graph()
+        g.node("decode", "DecodeTensor", max=16, decoder=decoder, instance_num=2)
+        outs[decoder] = run_graph(g, images * 4)
+    for own, theirs in zip(outs["nvjpeg"], outs["torchvision"], strict=True):
+        assert own.is_cuda
+        assert own.dtype == torch.uint8
+        assert torch.equal(own, theirs)
+
+
+def test_own_nvjpeg_binding_uses_the_hardware_and_decodes_bgr_directly() -> None:
+    import torch
+
+    from torchweir.kernels.base import InstanceContext
+    from torchweir.kernels.gpu.decode import DecodeTensor
+
+    images = sample_image_bytes()
+    ctx = InstanceContext(node="decode", device="cuda:0")
+    rgb = DecodeTensor(decoder="nvjpeg").setup(ctx)
+    bgr = DecodeTensor(decoder="nvjpeg", color="bgr", data_format="hwc").setup(ctx)
+    assert isinstance(rgb, DecodeTensor)
+    assert rgb.hardware
+    assert isinstance(bgr, DecodeTensor)
+    assert bgr._nvjpeg is not None
+    assert any(bgr._nvjpeg.supports(b) for b in images)
+    a = [{"data": b} for b in images]
+    b = [{"data": b} for b in images]
+    assert rgb.forward(a) is None
+    assert bgr.forward(b) is None
+    torch.cuda.synchronize()
+    for x, y in zip(a, b, strict=True):
+        assert y["color"] == "bgr"
+        assert torch.equal(y["result"], x["result"][0].flip(0).permute(1, 2, 0))
+    rgb.close()
+    bgr.close()
 
 
 def test_colour_crop_pad_and_device_moves() -> None:

@@ -1,23 +1,40 @@
 """``DecodeTensor``: JPEG bytes -> RGB ``uint8`` CUDA tensors, batched through nvJPEG.
 
-One ``torchvision.io.decode_jpeg(list, device="cuda")`` call decodes the whole batch, so
-the Python cost per image is a few microseconds and the CPU stays free. Headers are
-checked on the host first (the same checks as ``DecodeMat``): a corrupt image then fails
-alone with :class:`InputError`. If nvJPEG still rejects the batch, it is decoded image by
-image to find the culprit, so one bad image never fails its batch-mates.
+The whole batch is decoded by one nvJPEG call, so the Python cost per image is a few
+microseconds and the CPU stays free. Two ways to reach nvJPEG's hardware decoder:
+
+* ``decoder = "nvjpeg"``: our own binding (:mod:`.nvjpeg`), one decoder per instance on
+  the instance's stream, with no lock shared between instances and no synchronisation;
+* ``decoder = "torchvision"``: ``torchvision.io.decode_jpeg``, which serialises every
+  caller in the process behind one mutex and synchronises its stream twice per batch.
+
+``"auto"`` (the default) takes the binding where libnvjpeg loads and the GPU has the
+hardware decoder, else torchvision. JPEGs the hardware cannot decode (progressive ones,
+say) go through torchvision either way.
+
+Headers are checked on the host first (the same checks as ``DecodeMat``): a corrupt image
+then fails alone with :class:`InputError`. If nvJPEG still rejects the batch, it is decoded
+image by image to find the culprit, so one bad image never fails its batch-mates.
 """
 
 from __future__ import annotations
 
+import ctypes
 from typing import Any
 
 from torchweir.errors import InputError
 from torchweir.kernels.base import InstanceContext, Kernel, Outcome, Payload
-from torchweir.kernels.cpu._formats import jpeg_header, sniff
+from torchweir.kernels.cpu._formats import JpegHeader, jpeg_header, sniff
 from torchweir.kernels.cpu.decode import DEFAULT_MAX_PIXELS, as_encoded_bytes
+from torchweir.kernels.gpu.nvjpeg import BatchDecoder, NvjpegError, NvjpegUnavailable
 from torchweir.kernels.registry import registered
 
-__all__ = ["DecodeTensor"]
+__all__ = ["DECODERS", "DecodeTensor"]
+
+DECODERS = ("auto", "nvjpeg", "torchvision")
+
+#: One checked input: its index in the batch, its bytes and its frame header.
+_Checked = tuple[int, bytes, JpegHeader]
 
 
 @registered("DecodeTensor")
@@ -32,6 +49,7 @@ class DecodeTensor(Kernel):
         data_format: ``"nchw"`` (1 x 3 x H x W) or ``"hwc"``.
         max_pixels: the largest ``width * height`` accepted (torchpipe: 5000 x 5000).
         max_batch: images decoded per nvJPEG call.
+        decoder: ``"auto"``, ``"nvjpeg"`` or ``"torchvision"`` (see the module docstring).
     """
 
     device = "cuda"
@@ -42,6 +60,7 @@ class DecodeTensor(Kernel):
         data_format: str = "nchw",
         max_pixels: int = DEFAULT_MAX_PIXELS,
         max_batch: int = 64,
+        decoder: str = "auto",
     ) -> None:
         if color not in ("rgb", "bgr"):
             raise ValueError(f"color must be 'rgb' or 'bgr', got {color!r}")
@@ -51,11 +70,18 @@ class DecodeTensor(Kernel):
             raise ValueError(
                 f"max_pixels and max_batch must be >= 1, got {max_pixels}, {max_batch}"
             )
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
         self.color = color
         self.data_format = data_format
         self.max_pixels = max_pixels
         self.max_batch = max_batch
+        self.decoder = decoder
         self._device: Any = None
+        self._nvjpeg: BatchDecoder | None = None
+        self._last: Any = None  # an event after the previous hardware batch
+        self._in_flight: Any = None  # the device buffer that batch writes, kept alive
+        self._staging: Any = None  # pinned host memory for the JPEG bytes
         # Imported here, on the thread that builds the graph: instances set up on their
         # own threads at once, and concurrent first imports of torchvision and torch's
         # compiler can collide ("partially initialized module").
@@ -70,39 +96,48 @@ class DecodeTensor(Kernel):
     def setup(self, ctx: InstanceContext) -> Kernel:
         import torch
 
-        copy = DecodeTensor(self.color, self.data_format, self.max_pixels, self.max_batch)
+        copy = DecodeTensor(
+            self.color, self.data_format, self.max_pixels, self.max_batch, self.decoder
+        )
         copy._device = torch.device(ctx.device)
+        if self.decoder != "torchvision":
+            try:
+                copy._nvjpeg = BatchDecoder()
+            except NvjpegUnavailable:
+                if self.decoder == "nvjpeg":
+                    raise
         return copy
 
-    def forward(self, items: list[Payload]) -> Outcome:
-        import torch
-        from torchvision.io import ImageReadMode, decode_jpeg
+    @property
+    def hardware(self) -> bool:
+        """Whether this instance decodes through its own nvJPEG binding."""
+        return self._nvjpeg is not None
 
+    def close(self) -> None:
+        if self._nvjpeg is not None:
+            if self._last is not None:
+                self._last.synchronize()
+            self._nvjpeg.close()
+            self._nvjpeg = None
+            self._in_flight = self._staging = None
+
+    def forward(self, items: list[Payload]) -> Outcome:
         errors: list[BaseException | None] = [None] * len(items)
-        encoded: list[Any] = []
-        where: list[int] = []
+        checked: list[_Checked] = []
         for i, item in enumerate(items):
             try:
-                buf = self._checked(item["data"])
+                buf, header = self._checked(item["data"])
             except InputError as exc:
                 errors[i] = exc
                 continue
-            encoded.append(torch.frombuffer(bytearray(buf), dtype=torch.uint8))
-            where.append(i)
-        if encoded:
-            try:
-                images = decode_jpeg(encoded, mode=ImageReadMode.RGB, device=self._device)
-            except RuntimeError:
-                images = [
-                    self._decode_one(data, errors, i)
-                    for data, i in zip(encoded, where, strict=True)
-                ]
-            for image, i in zip(images, where, strict=True):
-                if image is not None:
-                    self._store(items[i], image)
+            checked.append((i, buf, header))
+        if self._nvjpeg is not None:
+            checked = self._decode_hardware(items, checked, errors)
+        if checked:
+            self._decode_torchvision(items, checked, errors)
         return errors if any(e is not None for e in errors) else None
 
-    def _checked(self, data: Any) -> bytes:
+    def _checked(self, data: Any) -> tuple[bytes, JpegHeader]:
         buf = as_encoded_bytes(data)
         if sniff(buf) != "jpeg":
             raise InputError(f"DecodeTensor decodes JPEG only; got {len(buf)} bytes that are not")
@@ -111,7 +146,89 @@ class DecodeTensor(Kernel):
             raise InputError(
                 f"declared size {header.width}x{header.height} exceeds max_pixels {self.max_pixels}"
             )
-        return buf
+        return buf, header
+
+    def _decode_hardware(
+        self, items: list[Payload], checked: list[_Checked], errors: list[BaseException | None]
+    ) -> list[_Checked]:
+        """Decode what the hardware supports into one device buffer; return the rest."""
+        import torch
+
+        assert self._nvjpeg is not None
+        supported: list[_Checked] = []
+        rest: list[_Checked] = []
+        for entry in checked:
+            (supported if self._nvjpeg.supports(entry[1]) else rest).append(entry)
+        if not supported:
+            return rest
+        if self._last is not None:  # the decoder's state is reused: the last batch must be done
+            self._last.synchronize()
+        sizes = [3 * h.width * h.height for _, _, h in supported]
+        flat = torch.empty(sum(sizes), dtype=torch.uint8, device=self._device)
+        base = flat.data_ptr()
+        planes: list[list[tuple[int, int]]] = []
+        images: list[Any] = []
+        offset = 0
+        for (_, _, h), size in zip(supported, sizes, strict=True):
+            plane = h.width * h.height
+            planes.append([(base + offset + c * plane, h.width) for c in range(3)])
+            images.append(flat[offset : offset + size].view(1, 3, h.height, h.width))
+            offset += size
+        sources = self._pinned([buf for _, buf, _ in supported])
+        stream = torch.cuda.current_stream(self._device).cuda_stream
+        decoded = list(range(len(supported)))
+        try:
+            self._nvjpeg.decode(sources, planes, self.color, stream)
+        except NvjpegError:
+            decoded = []
+            for k, (i, _, _) in enumerate(supported):
+                try:
+                    self._nvjpeg.decode([sources[k]], [planes[k]], self.color, stream)
+                except NvjpegError as exc:
+                    errors[i] = InputError(f"nvJPEG cannot decode this image: {exc}")
+                else:
+                    decoded.append(k)
+        self._last = torch.cuda.Event()  # type: ignore[no-untyped-call]
+        self._last.record()
+        self._in_flight = flat
+        for k in decoded:
+            self._store(items[supported[k][0]], images[k], self.color)
+        return rest
+
+    def _pinned(self, encoded: list[bytes]) -> list[tuple[int, int]]:
+        """Copy ``encoded`` into this instance's pinned staging buffer (grown as needed,
+        reused once the last batch is done); their addresses and lengths there."""
+        import torch
+
+        total = sum(len(buf) for buf in encoded)
+        if self._staging is None or self._staging.numel() < total:
+            size = max(total, 2 * (0 if self._staging is None else self._staging.numel()))
+            self._staging = torch.empty(size, dtype=torch.uint8, pin_memory=True)
+        address = self._staging.data_ptr()
+        sources = []
+        for buf in encoded:
+            ctypes.memmove(address, buf, len(buf))
+            sources.append((address, len(buf)))
+            address += len(buf)
+        return sources
+
+    def _decode_torchvision(
+        self, items: list[Payload], checked: list[_Checked], errors: list[BaseException | None]
+    ) -> None:
+        import torch
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        encoded = [torch.frombuffer(bytearray(buf), dtype=torch.uint8) for _, buf, _ in checked]
+        try:
+            images = decode_jpeg(encoded, mode=ImageReadMode.RGB, device=self._device)
+        except RuntimeError:
+            images = [
+                self._decode_one(data, errors, i)
+                for data, (i, _, _) in zip(encoded, checked, strict=True)
+            ]
+        for image, (i, _, _) in zip(images, checked, strict=True):
+            if image is not None:
+                self._store(items[i], image[None], "rgb")
 
     def _decode_one(self, data: Any, errors: list[BaseException | None], i: int) -> Any:
         from torchvision.io import ImageReadMode, decode_jpeg
@@ -122,8 +239,9 @@ class DecodeTensor(Kernel):
             errors[i] = InputError(f"nvJPEG cannot decode this image: {exc}")
             return None
 
-    def _store(self, item: Payload, image: Any) -> None:
-        if self.color == "bgr":
-            image = image.flip(0)
-        item["result"] = image.permute(1, 2, 0) if self.data_format == "hwc" else image[None]
+    def _store(self, item: Payload, image: Any, order: str) -> None:
+        """``image`` is 1 x 3 x H x W in colour ``order``."""
+        if order != self.color:
+            image = image.flip(1)
+        item["result"] = image[0].permute(1, 2, 0) if self.data_format == "hwc" else image
         item["color"] = self.color
