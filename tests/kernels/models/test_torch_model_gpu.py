@@ -184,6 +184,60 @@ def test_instances_spread_over_every_gpu_and_results_stay_correct() -> None:
         assert relative_error(out, ref) < 5e-3
 
 
+class WhereAmI(tw.Kernel):
+    """Answers each item with the GPU its instance thread is bound to."""
+
+    device = "cuda"
+    max_batch = 4
+
+    def forward(self, items: list[Any]) -> None:
+        import torch
+
+        time.sleep(0.002)  # long enough for the batches to spread over the instances
+        for item in items:
+            item["result"] = torch.cuda.current_device()
+
+
+def test_gpu_decode_and_model_instances_spread_over_every_gpu_and_agree_with_one_gpu() -> None:
+    """Decode on one GPU may feed the model on another: outputs must not depend on where."""
+    import torch
+
+    from torchweir.data import sample_image_bytes
+    from torchweir.kernels.models.resnet import resnet_tiny
+
+    gpus = torch.cuda.device_count()
+    if gpus < 2:
+        pytest.skip(f"needs 2 GPUs, this machine has {gpus}")
+    probe = tw.Graph()
+    probe.node("where", WhereAmI(), instance_num=2 * gpus)
+    assert set(run_all(probe, list(range(64)), clients=16)) == set(range(gpus))
+
+    def service(device_id: int | None) -> tw.Graph:
+        g = tw.Graph()
+        placement = {} if device_id is None else {"device_id": device_id}
+        decode = g.node(
+            "decode",
+            "S[DecodeTensor,ResizeTensor]",
+            resize_h=32,
+            resize_w=32,
+            max=8,
+            instance_num=2 * gpus,
+            **placement,
+        )
+        model = tw.kernels.TorchModel(
+            resnet_tiny(seed=5), device="cuda", input_shape="3x32x32", max_batch=8
+        )
+        decode >> g.node("model", model, instance_num=2 * gpus, **placement)
+        return g
+
+    images = sample_image_bytes() * 6
+    spread = run_all(service(None), images, clients=8)
+    one_gpu = run_all(service(0), images, clients=8)
+    for a, b in zip(spread, one_gpu, strict=True):
+        assert isinstance(a, torch.Tensor), a
+        assert relative_error(a, b) < 5e-3  # TF32 convolutions, batches composed differently
+
+
 def test_inputs_on_the_gpu_are_concatenated_straight_into_the_graphs_input() -> None:
     import torch
 
