@@ -165,15 +165,14 @@ class DecodeTensor(Kernel):
             self._last.synchronize()
         sizes = [3 * h.width * h.height for _, _, h in supported]
         flat = torch.empty(sum(sizes), dtype=torch.uint8, device=self._device)
-        base = flat.data_ptr()
+        address = flat.data_ptr()
         planes: list[list[tuple[int, int]]] = []
         images: list[Any] = []
-        offset = 0
-        for (_, _, h), size in zip(supported, sizes, strict=True):
+        for (_, _, h), chunk in zip(supported, torch.split(flat, sizes), strict=True):
             plane = h.width * h.height
-            planes.append([(base + offset + c * plane, h.width) for c in range(3)])
-            images.append(flat[offset : offset + size].view(1, 3, h.height, h.width))
-            offset += size
+            planes.append([(address + c * plane, h.width) for c in range(3)])
+            images.append(chunk.view(1, 3, h.height, h.width))
+            address += 3 * plane
         sources = self._pinned([buf for _, buf, _ in supported])
         stream = torch.cuda.current_stream(self._device).cuda_stream
         decoded = list(range(len(supported)))
