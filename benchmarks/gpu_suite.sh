@@ -7,7 +7,7 @@
 #      the naive service: benchmarks/gpu_resnet50.py
 #   3. decode+resize next to a replaying model, torchvision's nvJPEG path against our
 #      binding, with CUDA's default 8 hardware queues and with torchweir's 32:
-#      benchmarks/nvjpeg_decoders.py
+#      benchmarks/nvjpeg_decoders.py (SKIP_DECODERS=1 leaves it out)
 set -uo pipefail
 out=${OUT:-benchmarks/results}
 mkdir -p "$out"
@@ -20,6 +20,7 @@ timeout 440 python3 benchmarks/gpu_resnet50.py --clients 10,256 --seconds 6 --wa
     --ceiling-seconds 2 --compile "$mode" --compile-dynamic --model-compile "$mode" \
     --model-timeout 0 --variants cpu,cpu-threads,gpu --json "$out/gpu_resnet50.json" \
     --plot "$out/gpu_resnet50.png" 2>&1 | quiet | tee "$out/gpu_resnet50.log" | tail -30
+[ -n "${SKIP_DECODERS:-}" ] && exit 0
 for queues in 8 32; do
     CUDA_DEVICE_MAX_CONNECTIONS=$queues timeout 100 python3 benchmarks/nvjpeg_decoders.py \
         --threads 1,2 --seconds 2 --json "$out/nvjpeg_decoders_${queues}_queues.json" 2>&1 \
