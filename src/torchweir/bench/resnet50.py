@@ -81,9 +81,6 @@ def service_graph(
             resize_w=224,
             instance_num=decode_instances or 2,
             max=64,
-            # nvJPEG's per-image colour conversions then pass the model's queued kernels:
-            # +8 % at 256 clients on an H200 (benchmarks/results/h200-2026-11-21b)
-            stream_priority="high",
         )
     net = TorchModel(
         model,
