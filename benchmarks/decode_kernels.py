@@ -1,6 +1,13 @@
 """Which GPU kernels one decode+resize batch launches, and for how long (torch profiler).
 
-Usage (on the GPU machine): ``python benchmarks/decode_kernels.py --decoder nvjpeg``
+Also: the batch's host time (decode call, resize call, wait), the CUDA runtime calls made
+on the host, and with ``--beside-model`` when the decode's copies and kernels ran next to a
+ResNet-50 CUDA graph replaying on another stream. ``--format`` decodes straight through
+the binding into another nvJPEG output format (no resize).
+
+Usage (on the GPU machine)::
+
+    python benchmarks/decode_kernels.py --decoder nvjpeg --beside-model
 """
 
 from __future__ import annotations
@@ -91,7 +98,7 @@ def main() -> None:
 
     host_ms: Counter[str] = Counter()
     if args.format:
-        raw = RawDecode(images[: args.batch], args.format, host_ms)
+        raw = RawDecode([images[k % len(images)] for k in range(args.batch)], args.format, host_ms)
 
     def one_batch() -> None:
         if args.format:

@@ -4,13 +4,14 @@ The whole batch is decoded by one nvJPEG call, so the Python cost per image is a
 microseconds and the CPU stays free. Two ways to reach nvJPEG's hardware decoder:
 
 * ``decoder = "nvjpeg"``: our own binding (:mod:`.nvjpeg`), one decoder per instance on
-  the instance's stream, with no lock shared between instances and no synchronisation;
+  the instance's stream, fed from pinned memory, with no lock shared between instances;
 * ``decoder = "torchvision"``: ``torchvision.io.decode_jpeg``, which serialises every
   caller in the process behind one mutex and synchronises its stream twice per batch.
 
 ``"auto"`` (the default) takes the binding where libnvjpeg loads and the GPU has the
 hardware decoder, else torchvision. JPEGs the hardware cannot decode (progressive ones,
-say) go through torchvision either way.
+say) go through torchvision either way. Both give the same pixels; in the ResNet-50
+service on an H200 they ran at the same speed (README, GPU results).
 
 Headers are checked on the host first (the same checks as ``DecodeMat``): a corrupt image
 then fails alone with :class:`InputError`. If nvJPEG still rejects the batch, it is decoded

@@ -1,12 +1,12 @@
 """nvJPEG's batched hardware decode through ctypes: one decoder per instance, on its stream.
 
-torchvision's ``decode_jpeg(..., device="cuda")`` uses the same hardware decoder
-(``NVJPEG_BACKEND_HARDWARE``), but every call in the process goes through one mutex, on
-one stream of torchvision's own, and synchronises that stream twice. On an H200 next to
-the ResNet-50 model, two decode instances then took turns: a 64-image batch held the lock
-for about 5.8 ms. Here each instance owns its nvJPEG handle, state and buffers, decodes on
-its own stream and never synchronises: the instance's completion waits for the batch like
-for any other GPU work, and instances overlap.
+torchvision's ``decode_jpeg(..., device="cuda")`` drives the same hardware decoder
+(``NVJPEG_BACKEND_HARDWARE``), but every call in the process takes one mutex, runs on a
+stream of torchvision's own, synchronises that stream twice, copies the JPEG bytes from
+pageable memory and rebuilds its one decoder whenever the device changes. Here each
+instance owns its nvJPEG handle and state and decodes on its own stream from pinned memory;
+the instance's completion waits for the batch like for any other GPU work. (nvJPEG itself
+still waits on its own events while it reuses internal buffers within a batch.)
 
 Only what batched decoding needs is bound. Images the hardware cannot decode (progressive
 or arithmetic-coded JPEG, unusual subsampling) are reported by :meth:`BatchDecoder.supports`
@@ -219,17 +219,20 @@ class BatchDecoder:
         self,
         sources: Sequence[tuple[int, int]],
         planes: Sequence[Sequence[tuple[int, int]]],
-        color: str,
+        output_format: str,
         stream: int,
     ) -> None:
         """Enqueue the decode of a batch on ``stream``; returns before the GPU is done.
 
         ``sources[k]`` is the host address and length of image ``k``'s JPEG bytes, which
         should lie in pinned memory: nvJPEG copies each image to the device on ``stream``,
-        and a copy from pageable memory first waits for the stream to drain (CUDA's rule),
-        so that next to a busy model each image waits its turn on the GPU. ``planes[k]``
-        gives, for each of image ``k``'s three output planes, its device address and row
-        pitch in bytes. The caller keeps both alive until ``stream`` has passed this point.
+        and a copy from pageable memory first waits, blocking this thread, for the stream
+        to drain (CUDA's rule for pageable copies). ``planes[k]`` gives, for each output
+        plane of image ``k`` (three for ``rgb``/``bgr``, one for the interleaved formats, one
+        per component for ``yuv``), its device address and row pitch in bytes. The caller
+        keeps both alive until ``stream`` has passed this point.
+
+        ``output_format`` is ``rgb``, ``bgr``, ``rgbi``, ``bgri`` or ``yuv``.
 
         Raises:
             NvjpegError: nvJPEG rejected the batch (a bitstream it cannot decode).
@@ -237,7 +240,7 @@ class BatchDecoder:
         n = len(sources)
         if n == 0:
             return
-        fmt = (n, _OUTPUT[color])
+        fmt = (n, _OUTPUT[output_format])
         if fmt != self._batch_format:  # re-initialising costs; batches often repeat sizes
             self._batch_format = None
             _check(
