@@ -82,7 +82,7 @@ def hardware_queue_warning() -> str | None:
     return (
         "CUDA was initialised before torchweir was imported, so its context has 8 hardware "
         "queues: GPU instances' streams share them and wait on each other's kernels (on an "
-        "H200, nvJPEG decode next to a ResNet-50 model ran 3.8x slower). Import torchweir "
+        "H200, nvJPEG decode next to a ResNet-50 model ran about 4x slower). Import torchweir "
         f"before the first CUDA call, or export {HARDWARE_QUEUES}=32."
     )
 
