@@ -127,3 +127,28 @@ def test_colour_crop_pad_and_device_moves() -> None:
     )
     assert torch.equal(ok["result"], x[0:1, :, 1:3, 1:4])
     assert isinstance(out_of_range, tw.InputError)
+
+
+@pytest.mark.parametrize("mode", ["own", "shared", "serialized"])
+def test_nvjpeg_handle_modes_decode_the_same_pixels(mode: str) -> None:
+    import torch
+
+    images = sample_image_bytes()
+    g = tw.Graph()
+    g.node("decode", "DecodeTensor", max=16, decoder="nvjpeg", nvjpeg_handle=mode, instance_num=3)
+    reference = tw.Graph()
+    reference.node("decode", "DecodeTensor", max=16, decoder="torchvision")
+    for own, theirs in zip(run_graph(g, images * 6), run_graph(reference, images * 6), strict=True):
+        assert torch.equal(own, theirs)
+
+
+def test_quick_nvjpeg_calls_keep_the_gil_and_the_decode_lets_it_go() -> None:
+    import ctypes
+
+    from torchweir.kernels.gpu.nvjpeg import load_nvjpeg
+
+    lib = load_nvjpeg()
+    keeps = ctypes._FUNCFLAG_PYTHONAPI  # type: ignore[attr-defined]
+    assert lib.nvjpegJpegStreamParseHeader._flags_ & keeps
+    assert lib.nvjpegDecodeBatchedSupported._flags_ & keeps
+    assert not lib.nvjpegDecodeBatched._flags_ & keeps

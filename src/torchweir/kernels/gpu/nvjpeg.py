@@ -15,17 +15,19 @@ so the caller can decode them another way.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import glob
 import os
 import sys
 import threading
+import types
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BatchDecoder", "NvjpegError", "NvjpegUnavailable", "load_nvjpeg"]
+__all__ = ["HANDLE_MODES", "BatchDecoder", "NvjpegError", "NvjpegUnavailable", "load_nvjpeg"]
 
 _MAX_COMPONENT = 4
 _BACKEND_HARDWARE = 3
@@ -79,7 +81,7 @@ _library: Any = None
 
 
 def load_nvjpeg() -> Any:
-    """libnvjpeg as a ``ctypes.CDLL`` (calls release the GIL), loaded once.
+    """libnvjpeg's functions, declared (see :func:`_declare`), loaded once.
 
     Looked for at ``$TORCHWEIR_NVJPEG``, then in pip's CUDA packages and torchvision's
     wheel, then on the system's library path.
@@ -117,7 +119,17 @@ def _open() -> ctypes.CDLL:
     )
 
 
-def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
+#: Calls that return in microseconds: made holding the GIL. Releasing it costs little,
+#: but winning it back under load can wait for the switch interval, and a batch makes
+#: two of these per image.
+_QUICK = frozenset(
+    {"nvjpegJpegStreamParseHeader", "nvjpegDecodeBatchedSupported", "nvjpegGetImageInfo"}
+)
+
+
+def _declare(lib: ctypes.CDLL) -> Any:
+    """``lib``'s functions with their signatures: the long ones (the decode) release the
+    GIL, the quick ones (:data:`_QUICK`) keep it."""
     p, i, size = ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t
     pp, ip = ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_int)
     signatures: dict[str, list[Any]] = {
@@ -133,14 +145,17 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
         "nvjpegGetImageInfo": [p, ctypes.c_char_p, size, ip, ip, ip, ip],
         "nvjpegDecodeBatched": [p, p, pp, ctypes.POINTER(size), ctypes.POINTER(_Image), p],
     }
+    holding_gil = ctypes.PyDLL(lib._name, handle=lib._handle)
+    functions = types.SimpleNamespace()
     for name, argtypes in signatures.items():
         try:
-            function = getattr(lib, name)
+            function = getattr(holding_gil if name in _QUICK else lib, name)
         except AttributeError:
             raise NvjpegUnavailable(f"{lib._name} has no {name}: too old an nvJPEG") from None
         function.argtypes = argtypes
         function.restype = ctypes.c_int
-    return lib
+        setattr(functions, name, function)
+    return functions
 
 
 def _check(call: str, status: int) -> None:
@@ -148,26 +163,65 @@ def _check(call: str, status: int) -> None:
         raise NvjpegError(call, status)
 
 
+#: How instances on one GPU use nvJPEG: each its own handle; one handle shared; or one
+#: handle shared with its batched decode calls taken in turn.
+HANDLE_MODES = ("own", "shared", "serialized")
+
+
+class _SharedHandle:
+    """One nvJPEG handle for a GPU (nvJPEG's handle is thread-safe; states are not)."""
+
+    def __init__(self, lib: Any) -> None:
+        self.handle = _create_handle(lib)
+        self.lock = threading.Lock()  # taken around batched decodes when serialized
+        self.users = 0
+
+
+_shared: dict[int, _SharedHandle] = {}
+
+
+def _create_handle(lib: Any) -> ctypes.c_void_p:
+    handle = ctypes.c_void_p()
+    status = lib.nvjpegCreateEx(_BACKEND_HARDWARE, None, None, 0, ctypes.byref(handle))
+    if status == _ARCH_MISMATCH:
+        raise NvjpegUnavailable("this GPU has no hardware JPEG decoder")
+    _check("nvjpegCreateEx", status)
+    return handle
+
+
 class BatchDecoder:
     """One instance's hardware JPEG decoder. Not thread-safe: one per instance thread.
 
-    Create it with the instance's device current.
+    Create it with the instance's device current, and pass that device's index.
+    ``handle_mode`` (one of :data:`HANDLE_MODES`) says whether it shares the GPU's
+    nvJPEG handle with the other decoders on that GPU, and whether their batched decode
+    calls then take turns.
 
     Raises:
         NvjpegUnavailable: no libnvjpeg, or the GPU has no hardware decoder.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, device: int = 0, handle_mode: str = "own") -> None:
+        if handle_mode not in HANDLE_MODES:
+            raise ValueError(f"handle_mode must be one of {HANDLE_MODES}, got {handle_mode!r}")
         self._lib = load_nvjpeg()
-        self._handle = ctypes.c_void_p()
+        self._device = device
+        self._shared: _SharedHandle | None = None
+        self._turns: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        if handle_mode == "own":
+            self._handle = _create_handle(self._lib)
+        else:
+            with _lock:
+                shared = _shared.get(device)
+                if shared is None:
+                    shared = _shared[device] = _SharedHandle(self._lib)
+                shared.users += 1
+            self._shared = shared
+            self._handle = shared.handle
+            if handle_mode == "serialized":
+                self._turns = shared.lock
         self._state = ctypes.c_void_p()
         self._stream = ctypes.c_void_p()
-        status = self._lib.nvjpegCreateEx(
-            _BACKEND_HARDWARE, None, None, 0, ctypes.byref(self._handle)
-        )
-        if status == _ARCH_MISMATCH:
-            raise NvjpegUnavailable("this GPU has no hardware JPEG decoder")
-        _check("nvjpegCreateEx", status)
         try:
             _check(
                 "nvjpegJpegStateCreate",
@@ -241,13 +295,6 @@ class BatchDecoder:
         if n == 0:
             return
         fmt = (n, _OUTPUT[output_format])
-        if fmt != self._batch_format:  # re-initialising costs; batches often repeat sizes
-            self._batch_format = None
-            _check(
-                "nvjpegDecodeBatchedInitialize",
-                self._lib.nvjpegDecodeBatchedInitialize(self._handle, self._state, n, 1, fmt[1]),
-            )
-            self._batch_format = fmt
         data = (ctypes.c_void_p * n)(*(address for address, _ in sources))
         lengths = (ctypes.c_size_t * n)(*(length for _, length in sources))
         outputs = (_Image * n)()
@@ -255,21 +302,41 @@ class BatchDecoder:
             for c, (address, pitch) in enumerate(image_planes):
                 out.channel[c] = address
                 out.pitch[c] = pitch
-        _check(
-            "nvjpegDecodeBatched",
-            self._lib.nvjpegDecodeBatched(
-                self._handle, self._state, data, lengths, outputs, ctypes.c_void_p(stream)
-            ),
-        )
+        with self._turns:
+            if fmt != self._batch_format:  # re-initialising costs; batch sizes often repeat
+                self._batch_format = None
+                _check(
+                    "nvjpegDecodeBatchedInitialize",
+                    self._lib.nvjpegDecodeBatchedInitialize(
+                        self._handle, self._state, n, 1, fmt[1]
+                    ),
+                )
+                self._batch_format = fmt
+            _check(
+                "nvjpegDecodeBatched",
+                self._lib.nvjpegDecodeBatched(
+                    self._handle, self._state, data, lengths, outputs, ctypes.c_void_p(stream)
+                ),
+            )
 
     def close(self) -> None:
-        """Free the handle, state and stream parser. Call once the stream is idle."""
+        """Free the state, the stream parser and the handle (a shared handle once its last
+        user closes). Call once the stream is idle."""
         for name, attr in (
             ("nvjpegJpegStreamDestroy", "_stream"),
             ("nvjpegJpegStateDestroy", "_state"),
-            ("nvjpegDestroy", "_handle"),
         ):
             pointer = getattr(self, attr)
             if pointer.value:
                 getattr(self._lib, name)(pointer)
                 setattr(self, attr, ctypes.c_void_p())
+        if self._shared is None:
+            if self._handle.value:
+                self._lib.nvjpegDestroy(self._handle)
+        elif self._handle.value:
+            with _lock:
+                self._shared.users -= 1
+                if self._shared.users == 0:
+                    del _shared[self._device]
+                    self._lib.nvjpegDestroy(self._shared.handle)
+        self._handle = ctypes.c_void_p()
