@@ -198,7 +198,8 @@ def main() -> None:
     parser.add_argument(
         "--variants",
         default="cpu,gpu",
-        help="decode variants: cpu (in processes), cpu-threads, gpu",
+        help="decode variants: cpu (in processes), cpu-threads, gpu, gpu-torchvision, "
+        "gpu-nvjpeg, gpu-own, gpu-shared, gpu-serialized",
     )
     parser.add_argument("--decode-instances", type=int, default=0, help="0: automatic")
     parser.add_argument("--gpu-decode-instances", type=int, default=2)
@@ -311,10 +312,13 @@ def main() -> None:
     compiled = {"compile": args.model_compile, "compile_dynamic": args.compile_dynamic}
     runtime = {"switch_interval": args.switch_interval} if args.switch_interval else {}
     for variant in [v for v in args.variants.split(",") if v]:
-        decode, _, how = variant.partition("-")  # cpu (processes), cpu-threads, gpu
+        # cpu (processes), cpu-threads, gpu (DecodeTensor's default), gpu-torchvision,
+        # gpu-nvjpeg (our binding), gpu-own|shared|serialized (the binding, its instances
+        # sharing nvJPEG handles so)
+        decode, _, how = variant.partition("-")
         instances = args.gpu_decode_instances if decode == "gpu" else args.decode_instances
         executor = {"threads": "thread", "": None}[how] if decode == "cpu" else None
-        g = service_graph(
+        g: Any = service_graph(
             decode=decode,
             decode_instances=instances or None,
             decode_executor=executor,
@@ -322,7 +326,12 @@ def main() -> None:
             **compiled,
         )
         if args.completion != "event":
-            g = _with_completion(g, args.completion)
+            g = _with_node_param(g, "resnet50", "completion", args.completion)
+        if decode == "gpu" and how:
+            decoder = how if how in ("torchvision", "nvjpeg") else "nvjpeg"
+            g = _with_node_param(g, "decode", "decoder", decoder)
+            if how not in ("torchvision", "nvjpeg"):
+                g = _with_node_param(g, "decode", "nvjpeg_handle", how)
         name = f"{decode}-decode" + (f"-{how}" if how else "")
         targets.append(RuntimeTarget(g, name=name, **runtime))
         if variant == "cpu" and args.ab_switch:
@@ -376,10 +385,10 @@ def _batch_sizes(targets: list[Any]) -> dict[str, dict[str, float]]:
     return found
 
 
-def _with_completion(graph: tw.Graph, completion: str) -> tw.Graph:
-    spec = graph.spec()
-    nodes = [n if n.name != "resnet50" else _param(n, "completion", completion) for n in spec.nodes]
-    return tw.GraphSpec(nodes=tuple(nodes), entry=spec.entry)  # type: ignore[return-value]
+def _with_node_param(graph: Any, node: str, key: str, value: Any) -> tw.GraphSpec:
+    spec = graph.spec() if isinstance(graph, tw.Graph) else graph
+    nodes = [n if n.name != node else _param(n, key, value) for n in spec.nodes]
+    return tw.GraphSpec(nodes=tuple(nodes), entry=spec.entry)
 
 
 def _param(node: tw.NodeSpec, key: str, value: Any) -> tw.NodeSpec:

@@ -1,4 +1,5 @@
-"""GPU decode+resize throughput: torchvision's nvJPEG path against torchweir's own binding.
+"""GPU decode+resize throughput: torchvision's nvJPEG path against torchweir's own binding
+(each instance with its own nvJPEG handle, or sharing one, with decode calls in turn or not).
 
 ``S[DecodeTensor,ResizeTensor]`` kernels are driven directly from N threads, each with
 its own CUDA stream and a blocking-event wait per batch (as instance threads do), alone
@@ -96,7 +97,10 @@ def decode_rate(
         stream = torch.cuda.Stream(priority=priority)  # type: ignore[no-untyped-call]
         torch.cuda.set_stream(stream)
         ctx = InstanceContext(node="decode", index=index, device="cuda:0", stream=stream)
-        decode = DecodeTensor(decoder=decoder).setup(ctx)
+        name, _, mode = decoder.partition(":")  # nvjpeg:serialized -> how handles are shared
+        kernel = DecodeTensor(decoder=name)
+        kernel.nvjpeg_handle = mode or kernel.nvjpeg_handle
+        decode = kernel.setup(ctx)
         resizer = ResizeTensor(224, 224).setup(ctx)
         done = torch.cuda.Event(blocking=True)  # type: ignore[no-untyped-call]
         offset = index * 7
@@ -136,7 +140,11 @@ def decode_rate(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", default="1,2,4")
-    parser.add_argument("--decoders", default="torchvision,nvjpeg")
+    parser.add_argument(
+        "--decoders",
+        default="torchvision,nvjpeg:own,nvjpeg:serialized",
+        help="torchvision, or nvjpeg[:own|shared|serialized] (our binding's handle sharing)",
+    )
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--model-batch", type=int, default=128)
     parser.add_argument("--seconds", type=float, default=2.0)
@@ -173,7 +181,7 @@ def main() -> None:
             }
             rows.append(row)
             print(
-                f"{decoder:<12} {threads} thread(s): decode alone {alone:>8,.0f} img/s, "
+                f"{decoder:<18} {threads} thread(s): decode alone {alone:>8,.0f} img/s, "
                 f"beside the model {beside:>8,.0f} img/s (model then {model_beside:,.0f})",
                 flush=True,
             )
