@@ -11,8 +11,8 @@ microseconds and the CPU stays free. Two ways to reach nvJPEG's hardware decoder
 ``"auto"`` (the default) takes torchvision where the process sees one GPU, and the
 binding (where libnvjpeg loads and the GPU has the hardware decoder) where it sees
 several: torchvision rebuilds its one decoder whenever the device changes. In the
-ResNet-50 service on an H200, torchvision matched or beat the binding in each same-run
-comparison (256 clients: 15,385 against 15,299 and 16,493 against 14,433 img/s; 10
+ResNet-50 service on an H200, torchvision matched or beat the binding in both benchmark
+suite runs (256 clients: 15,385 against 15,299 and 16,493 against 14,433 img/s; 10
 clients: 2,794 against 2,559 and 2,929 against 2,445; README, GPU results). JPEGs the
 hardware cannot decode (progressive ones, say) go through torchvision either way. Both
 give the same pixels.
@@ -63,9 +63,9 @@ class DecodeTensor(Kernel):
         nvjpeg_handle: how the binding's instances on one GPU share nvJPEG: ``"own"`` (a
             handle each, the default), ``"shared"`` (one handle) or ``"serialized"`` (one
             handle, whose batched decodes take turns while everything else overlaps). In
-            the ResNet-50 service on an H200, ``own`` ran at 15,299 img/s and
-            ``serialized`` at 12,675 (same run), although ``serialized`` decoded faster in
-            threads next to a replaying model (README, GPU results).
+            the ResNet-50 service on an H200, ``own`` and ``serialized`` ran at 15,299 and
+            12,675 img/s in one run and at 14,433 and 14,705 in the next, although
+            ``serialized`` decoded faster in threads next to a replaying model (README).
     """
 
     device = "cuda"

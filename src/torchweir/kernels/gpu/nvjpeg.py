@@ -1,12 +1,14 @@
-"""nvJPEG's batched hardware decode through ctypes: one decoder per instance, on its stream.
+"""nvJPEG's batched hardware decode through ctypes: one decoder state per instance, on its
+stream.
 
 torchvision's ``decode_jpeg(..., device="cuda")`` drives the same hardware decoder
 (``NVJPEG_BACKEND_HARDWARE``), but every call in the process takes one mutex, runs on a
 stream of torchvision's own, synchronises that stream twice, copies the JPEG bytes from
 pageable memory and rebuilds its one decoder whenever the device changes. Here each
-instance owns its nvJPEG handle and state and decodes on its own stream from pinned memory;
-the instance's completion waits for the batch like for any other GPU work. (nvJPEG itself
-still waits on its own events while it reuses internal buffers within a batch.)
+instance owns its nvJPEG state (and its own handle, or one shared per GPU: see
+:data:`HANDLE_MODES`) and decodes on its own stream from pinned memory; the instance's
+completion waits for the batch like for any other GPU work. (nvJPEG itself still waits on
+its own events while it reuses internal buffers within a batch.)
 
 Only what batched decoding needs is bound. Images the hardware cannot decode (progressive
 or arithmetic-coded JPEG, unusual subsampling) are reported by :meth:`BatchDecoder.supports`
