@@ -11,6 +11,9 @@ runtime around it, is measured on its own:
 * ``model-only``: the model node alone, fed decoded 3x224x224 uint8 host tensors;
 * ``identity``: two ``Identity`` nodes, the runtime's own cost on this machine.
 
+A variant may carry node settings after ``+`` (``service+decode.instance_num=3``), so that
+A/B runs interleave in one process: ``--variants service,service+decode.max=32,service,...``.
+
 Usage (on the GPU machine)::
 
     python benchmarks/gpu_pipeline_profile.py --variants service,decode-only --json out.json
@@ -31,14 +34,19 @@ sys.path.insert(0, str(Path(__file__).parent))
 import msgspec
 
 import torchweir as tw
+from gpu_timeline import Timeline
 from thread_profile import ThreadProfile, print_report
 from torchweir.bench.resnet50 import service_graph
 from torchweir.data import sample_image_bytes
 from torchweir.kernels.cpu.reference import preprocess_reference
 
+#: Settings that are fields of the node, not kernel parameters, and their types.
+NODE_FIELDS: dict[str, type] = {"instance_num": int, "max": int, "batching_timeout": float}
 
-def variant_graph(name: str, args: argparse.Namespace) -> tuple[tw.GraphSpec, str]:
+
+def variant_graph(variant: str, args: argparse.Namespace) -> tuple[tw.GraphSpec, str]:
     """The graph of a variant and the kind of input it takes (``jpeg`` or ``tensor``)."""
+    name, *settings = variant.split("+")
     common: dict[str, Any] = {
         "decode": args.decode,
         "decode_instances": args.decode_instances or None,
@@ -52,11 +60,15 @@ def variant_graph(name: str, args: argparse.Namespace) -> tuple[tw.GraphSpec, st
         common["compile"] = args.model_compile
         common["compile_dynamic"] = args.compile_dynamic
     service = service_graph(**common).spec()
-    for setting in args.set:
+    for setting in [*args.set, *settings]:
         node_name, _, rest = setting.partition(".")
         key, _, value = rest.partition("=")
         nodes = tuple(
-            msgspec.structs.replace(n, params={**n.params, key: value})
+            (
+                msgspec.structs.replace(n, **{key: NODE_FIELDS[key](value)})
+                if key in NODE_FIELDS
+                else msgspec.structs.replace(n, params={**n.params, key: value})
+            )
             if n.name == node_name
             else n
             for n in service.nodes
@@ -82,9 +94,16 @@ def variant_graph(name: str, args: argparse.Namespace) -> tuple[tw.GraphSpec, st
 
 
 async def drive(
-    runtime: tw.Runtime, inputs: list[Any], clients: int, warmup: float, seconds: float
+    runtime: tw.Runtime,
+    inputs: list[Any],
+    clients: int,
+    warmup: float,
+    seconds: float,
+    timeline: float = 0.0,
 ) -> tuple[float, dict[str, Any]]:
-    """Closed loop; img/s and the profile over the measured window."""
+    """Closed loop; img/s and the profile over the measured window, then, with
+    ``timeline``, that many seconds of the GPU's kernels (``gpu_timeline.py``) while
+    the clients go on (after the window: the profiler's cost stays out of the img/s)."""
     done = 0
     measuring = False
     stopping = False
@@ -111,6 +130,15 @@ async def drive(
     after = runtime.statistics()
     report = profile.stop()
     report["nodes"] = node_summary(before, after, elapsed)
+    if timeline:
+        recorder = Timeline()
+        first = done
+        measuring = True
+        recorder.start()
+        await asyncio.sleep(timeline)
+        measuring = False
+        images = done - first
+        report["timeline"] = recorder.stop() | {"images": images}
     stopping = True
     await asyncio.gather(*tasks)
     return done / elapsed, report
@@ -145,7 +173,9 @@ async def one(name: str, args: argparse.Namespace, images: list[bytes]) -> dict[
     runtime = tw.Runtime(graph, **kwargs)
     await runtime.start()
     try:
-        rate, report = await drive(runtime, inputs, args.clients, args.warmup, args.seconds)
+        rate, report = await drive(
+            runtime, inputs, args.clients, args.warmup, args.seconds, args.timeline
+        )
     finally:
         await runtime.aclose()
     report["img_per_s"] = rate
@@ -171,6 +201,9 @@ def main() -> None:
     parser.add_argument("--model-compile", default="", help="a torch.compile mode")
     parser.add_argument("--compile-dynamic", action="store_true")
     parser.add_argument("--switch-interval", type=float, default=0.0005)
+    parser.add_argument(
+        "--timeline", type=float, default=0.0, help="seconds of GPU kernel timeline after"
+    )
     parser.add_argument("--long-side", type=int, default=500)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -186,6 +219,8 @@ def main() -> None:
         results[name] = report
         print(f"{name}: {report['img_per_s']:,.0f} img/s; nodes {json.dumps(report['nodes'])}")
         print_report(report)
+        if "timeline" in report:
+            print(f"  GPU timeline: {json.dumps(report['timeline'])}")
         sys.stdout.flush()
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

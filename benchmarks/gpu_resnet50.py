@@ -199,7 +199,8 @@ def main() -> None:
         "--variants",
         default="cpu,gpu",
         help="decode variants: cpu (in processes), cpu-threads, gpu, gpu-torchvision, "
-        "gpu-nvjpeg, gpu-own, gpu-shared, gpu-serialized",
+        "gpu-nvjpeg, gpu-own, gpu-shared, gpu-serialized; @DxM sets the decode and model "
+        "instances (gpu@2x1)",
     )
     parser.add_argument("--decode-instances", type=int, default=0, help="0: automatic")
     parser.add_argument("--gpu-decode-instances", type=int, default=2)
@@ -315,14 +316,20 @@ def main() -> None:
         # cpu (processes), cpu-threads, gpu (DecodeTensor's default), gpu-torchvision,
         # gpu-nvjpeg (our binding), gpu-own|shared|serialized (the binding, its instances
         # sharing nvJPEG handles so)
+        # a suffix @DxM sets the instances of decode (D) and model (M): gpu@1x1
+        variant, _, counts = variant.partition("@")
         decode, _, how = variant.partition("-")
         instances = args.gpu_decode_instances if decode == "gpu" else args.decode_instances
+        per_node = dict(common)
+        if counts:
+            decode_count, _, model_count = counts.partition("x")
+            instances, per_node["model_instances"] = int(decode_count), int(model_count)
         executor = {"threads": "thread", "": None}[how] if decode == "cpu" else None
         g: Any = service_graph(
             decode=decode,
             decode_instances=instances or None,
             decode_executor=executor,
-            **common,
+            **per_node,
             **compiled,
         )
         if args.completion != "event":
@@ -332,7 +339,7 @@ def main() -> None:
             g = _with_node_param(g, "decode", "decoder", decoder)
             if how not in ("torchvision", "nvjpeg"):
                 g = _with_node_param(g, "decode", "nvjpeg_handle", how)
-        name = f"{decode}-decode" + (f"-{how}" if how else "")
+        name = f"{decode}-decode" + (f"-{how}" if how else "") + (f"@{counts}" if counts else "")
         targets.append(RuntimeTarget(g, name=name, **runtime))
         if variant == "cpu" and args.ab_switch:
             targets.append(RuntimeTarget(g, name="cpu-decode-5ms"))

@@ -1,0 +1,42 @@
+"""The GPU timeline's reduction of a kernel trace (benchmarks/gpu_timeline.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.gpu_timeline import merged, overlap, summarise
+
+
+def kernel(name: str, start: float, duration: float, stream: int) -> dict[str, Any]:
+    return {"cat": "kernel", "name": name, "ts": start, "dur": duration, "args": {"stream": stream}}
+
+
+def test_intervals_merge_and_overlap() -> None:
+    assert merged([(5, 8), (0, 2), (1, 3), (3, 4)]) == [(0, 4), (5, 8)]
+    assert overlap([(0, 10), (20, 30)], [(5, 25)]) == 10
+
+
+def test_decode_streams_are_those_that_resized_or_ran_nvjpeg() -> None:
+    events = [
+        kernel("triton_poi_fused_convolution", 0, 10, stream=7),
+        kernel("sm90_xmma_gemm", 20, 10, stream=8),
+        kernel("upsample_bilinear2d_out_frame", 5, 10, stream=9),
+        kernel("elementwise_kernel", 28, 4, stream=9),  # on a decode stream: decode's
+        kernel("nvjpeg::ycc_to_rgb", 40, 5, stream=10),
+        {"cat": "gpu_memcpy", "name": "Memcpy HtoD", "ts": 35, "dur": 5, "args": {"stream": 9}},
+        {"cat": "cpu_op", "name": "aten::cat", "ts": 0, "dur": 100, "args": {}},  # ignored
+    ]
+    summary = summarise(events)
+    assert summary["window_ms"] == 0.045  # 45 µs, first kernel start to last end
+    assert summary["kernels"] == 5
+    assert summary["decode_kernels"] == 3
+    assert summary["streams"] == {"decode": 2, "all": 4}
+    assert summary["model_pct"] == round(100 * 20 / 45, 1)
+    assert summary["decode_pct"] == round(100 * 19 / 45, 1)  # 5-15, 28-32, 40-45
+    assert summary["overlap_pct"] == round(100 * 7 / 45, 1)  # 5-10 and 28-30
+    assert summary["copy_pct"] == round(100 * 5 / 45, 1)
+    assert summary["gpu_busy_pct"] == round(100 * 37 / 45, 1)  # 0-15, 20-32, 35-45
+
+
+def test_a_trace_without_kernels_says_so() -> None:
+    assert summarise([{"cat": "cpu_op", "name": "x", "ts": 0, "dur": 1}]) == {"kernels": 0}
