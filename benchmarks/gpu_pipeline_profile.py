@@ -216,7 +216,8 @@ def main() -> None:
     results = {}
     for name in [v for v in args.variants.split(",") if v]:
         report = tw.run(one(name, args, images))
-        results[name] = report
+        runs = sum(key.split(" #")[0] == name for key in results)
+        results[f"{name} #{runs + 1}" if runs else name] = report  # interleaved repeats
         print(f"{name}: {report['img_per_s']:,.0f} img/s; nodes {json.dumps(report['nodes'])}")
         print_report(report)
         if "timeline" in report:
