@@ -11,8 +11,11 @@ runtime around it, is measured on its own:
 * ``model-only``: the model node alone, fed decoded 3x224x224 uint8 host tensors;
 * ``identity``: two ``Identity`` nodes, the runtime's own cost on this machine.
 
-A variant may carry node settings after ``+`` (``service+decode.instance_num=3``), so that
-A/B runs interleave in one process: ``--variants service,service+decode.max=32,service,...``.
+A variant may carry node settings after ``+`` (``service+decode.instance_num=3``,
+``decode.backend=DecodeTensor``), the runtime's GIL switch interval
+(``service+runtime.switch_interval=0.0001``) or the number of clients
+(``service+runtime.clients=512``), so that A/B runs interleave in one process:
+``--variants service,service+decode.max=32,service,...``.
 
 Usage (on the GPU machine)::
 
@@ -41,7 +44,12 @@ from torchweir.data import sample_image_bytes
 from torchweir.kernels.cpu.reference import preprocess_reference
 
 #: Settings that are fields of the node, not kernel parameters, and their types.
-NODE_FIELDS: dict[str, type] = {"instance_num": int, "max": int, "batching_timeout": float}
+NODE_FIELDS: dict[str, type] = {
+    "instance_num": int,
+    "max": int,
+    "batching_timeout": float,
+    "backend": str,
+}
 
 
 def variant_graph(variant: str, args: argparse.Namespace) -> tuple[tw.GraphSpec, str]:
@@ -61,6 +69,8 @@ def variant_graph(variant: str, args: argparse.Namespace) -> tuple[tw.GraphSpec,
         common["compile_dynamic"] = args.compile_dynamic
     service = service_graph(**common).spec()
     for setting in [*args.set, *settings]:
+        if setting.startswith("runtime."):
+            continue  # read by one()
         node_name, _, rest = setting.partition(".")
         key, _, value = rest.partition("=")
         nodes = tuple(
@@ -91,6 +101,21 @@ def variant_graph(variant: str, args: argparse.Namespace) -> tuple[tw.GraphSpec,
         g.node("a", "Identity") >> g.node("b", "Identity")
         return g.spec(), "jpeg"
     raise SystemExit(f"unknown variant {name!r}")
+
+
+def runtime_settings(variant: str, args: argparse.Namespace) -> tuple[float, int]:
+    """The GIL switch interval (0: Python's own) and the client count for ``variant``:
+    ``--switch-interval`` and ``--clients`` unless it carries ``runtime.`` settings."""
+    switch, clients = args.switch_interval, args.clients
+    for setting in variant.split("+")[1:]:
+        key, _, value = setting.partition("=")
+        if key == "runtime.switch_interval":
+            switch = float(value)
+        elif key == "runtime.clients":
+            clients = int(value)
+        elif key.startswith("runtime."):
+            raise SystemExit(f"unknown runtime setting {key!r} in {variant!r}")
+    return switch, clients
 
 
 async def drive(
@@ -169,12 +194,13 @@ async def one(name: str, args: argparse.Namespace, images: list[bytes]) -> dict[
     inputs: list[Any] = images
     if kind == "tensor":
         inputs = [preprocess_reference(jpeg, 224, 224, "rgb") for jpeg in images]
-    kwargs = {"switch_interval": args.switch_interval} if args.switch_interval else {}
+    switch, clients = runtime_settings(name, args)
+    kwargs = {"switch_interval": switch} if switch else {}
     runtime = tw.Runtime(graph, **kwargs)
     await runtime.start()
     try:
         rate, report = await drive(
-            runtime, inputs, args.clients, args.warmup, args.seconds, args.timeline
+            runtime, inputs, clients, args.warmup, args.seconds, args.timeline
         )
     finally:
         await runtime.aclose()

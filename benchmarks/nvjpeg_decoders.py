@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import random
 import shlex
 import sys
 import threading
@@ -86,10 +87,15 @@ def decode_rate(
     seconds: float,
     priority: int = 0,
     resize: bool = True,
-) -> float:
+    jitter: int = 0,
+) -> tuple[float, float]:
     """img/s of ``threads`` instances of DecodeTensor(decoder)+ResizeTensor(224), their
-    streams at ``priority`` (-1: high)."""
+    streams at ``priority`` (-1: high), and the mean ms per batch that the thread spent
+    inside ``DecodeTensor.forward`` (host time: a call that waits on the GPU shows here).
+    With ``jitter``, batch sizes vary in ``[batch - jitter, batch]`` as in the service."""
     counts = [0] * threads
+    forward_s = [0.0] * threads
+    batches = [0] * threads
     start = threading.Barrier(threads + 1)
     stop = threading.Event()
 
@@ -104,23 +110,29 @@ def decode_rate(
         resizer = ResizeTensor(224, 224).setup(ctx)
         done = torch.cuda.Event(blocking=True)  # type: ignore[no-untyped-call]
         offset = index * 7
+        sizes = random.Random(index)
 
-        def one_batch() -> None:
-            items: list[Any] = [{"data": images[(offset + k) % len(images)]} for k in range(batch)]
+        def one_batch() -> int:
+            n = batch - sizes.randint(0, jitter)
+            items: list[Any] = [{"data": images[(offset + k) % len(images)]} for k in range(n)]
+            began = time.perf_counter()
             assert decode.forward(items) is None
+            forward_s[index] += time.perf_counter() - began
+            batches[index] += 1
             if resize:
                 for item in items:
                     item["data"] = item.pop("result")
                 assert resizer.forward(items) is None
             done.record(stream)
             done.synchronize()
+            return n
 
         for _ in range(3):
             one_batch()
+        forward_s[index] = batches[index] = 0
         start.wait()
         while not stop.is_set():
-            one_batch()
-            counts[index] += batch
+            counts[index] += one_batch()
         decode.close()
 
     pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
@@ -134,7 +146,7 @@ def decode_rate(
     elapsed = time.perf_counter() - began
     for t in pool:
         t.join()
-    return total / elapsed
+    return total / elapsed, 1e3 * sum(forward_s) / max(1, sum(batches))
 
 
 def main() -> None:
@@ -151,6 +163,11 @@ def main() -> None:
     parser.add_argument("--long-side", type=int, default=500)
     parser.add_argument("--priority", default="normal", choices=("normal", "high"))
     parser.add_argument("--no-resize", action="store_true", help="decode alone")
+    parser.add_argument(
+        "--jitter",
+        default="0",
+        help="comma-separated: batch sizes vary by up to this many images below --batch",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -165,26 +182,33 @@ def main() -> None:
     print(f"model alone, batch {args.model_batch}: {model_alone:,.0f} img/s", flush=True)
     for decoder in args.decoders.split(","):
         for threads in [int(t) for t in args.threads.split(",")]:
-            how = (args.batch, args.seconds, -1 if args.priority == "high" else 0, resize)
-            alone = decode_rate(decoder, threads, images, *how)
-            model.start()
-            began = time.perf_counter()
-            beside = decode_rate(decoder, threads, images, *how)
-            model.stop()
-            model_beside = model.images / (time.perf_counter() - began)
-            row = {
-                "decoder": decoder,
-                "threads": threads,
-                "decode_alone_img_per_s": round(alone),
-                "decode_beside_model_img_per_s": round(beside),
-                "model_beside_decode_img_per_s": round(model_beside),
-            }
-            rows.append(row)
-            print(
-                f"{decoder:<18} {threads} thread(s): decode alone {alone:>8,.0f} img/s, "
-                f"beside the model {beside:>8,.0f} img/s (model then {model_beside:,.0f})",
-                flush=True,
-            )
+            for jitter in [int(j) for j in args.jitter.split(",")]:
+                priority = -1 if args.priority == "high" else 0
+                how = (args.batch, args.seconds, priority, resize, jitter)
+                alone, forward_alone = decode_rate(decoder, threads, images, *how)
+                model.start()
+                began = time.perf_counter()
+                beside, forward_beside = decode_rate(decoder, threads, images, *how)
+                model.stop()
+                model_beside = model.images / (time.perf_counter() - began)
+                row = {
+                    "decoder": decoder,
+                    "threads": threads,
+                    "jitter": jitter,
+                    "decode_alone_img_per_s": round(alone),
+                    "decode_beside_model_img_per_s": round(beside),
+                    "model_beside_decode_img_per_s": round(model_beside),
+                    "forward_alone_ms": round(forward_alone, 3),
+                    "forward_beside_model_ms": round(forward_beside, 3),
+                }
+                rows.append(row)
+                print(
+                    f"{decoder:<18} {threads} thread(s), jitter {jitter:>2}: decode alone "
+                    f"{alone:>8,.0f} img/s, beside the model {beside:>8,.0f} img/s (model then "
+                    f"{model_beside:,.0f}); forward() {forward_alone:.2f} / "
+                    f"{forward_beside:.2f} ms per batch",
+                    flush=True,
+                )
     if args.json:
         report = {
             "device": torch.cuda.get_device_name(0),

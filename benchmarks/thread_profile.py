@@ -7,7 +7,10 @@ py-spy hung on the GPU machine, so this samples from inside the process:
 * Python stacks of every thread (``sys._current_frames``) every few milliseconds,
   reported as the innermost frames where each thread was found;
 * the event loop's lag: how long a callback posted from another thread waits before it
-  runs. A saturated loop, not a slow stage, shows here first.
+  runs. A saturated loop, not a slow stage, shows here first;
+* the GIL's wait: a probe thread lets go of the GIL (``time.sleep(0)``) every millisecond
+  and times how long winning it back takes. Every torch op and every nvJPEG call releases
+  the GIL and pays this wait on its way back, so a long wait multiplies by the ops.
 
 Used by ``gpu_pipeline_profile.py``; Linux only.
 """
@@ -56,8 +59,10 @@ class ThreadProfile:
             collections.Counter
         )
         self._lags: list[float] = []
+        self._gil_waits: list[float] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._probe: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -66,6 +71,14 @@ class ThreadProfile:
         self._t0 = time.perf_counter()
         self._thread = threading.Thread(target=self._sample, name="profiler", daemon=True)
         self._thread.start()
+        self._probe = threading.Thread(target=self._probe_gil, name="gil-probe", daemon=True)
+        self._probe.start()
+
+    def _probe_gil(self) -> None:
+        while not self._stop.wait(0.001):
+            began = time.perf_counter()
+            time.sleep(0)  # releases the GIL; the time is the wait to win it back
+            self._gil_waits.append(time.perf_counter() - began)
 
     def _sample(self) -> None:
         me = threading.get_ident()
@@ -84,8 +97,9 @@ class ThreadProfile:
 
     def stop(self, top: int = 6) -> dict[str, Any]:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        for thread in (self._thread, self._probe):
+            if thread is not None:
+                thread.join()
         wall = time.perf_counter() - self._t0
         cpu1 = _thread_cpu()
         names = {t.native_id: t.name for t in threading.enumerate()}
@@ -106,17 +120,25 @@ class ThreadProfile:
             ]
         lags = sorted(self._lags)
         return {
+            "gil_wait_ms": _quantiles(self._gil_waits),
             "wall_s": wall,
             "process_cpu_pct": sum(t["cpu_pct"] for t in threads),
             "threads": [t for t in threads if t["cpu_pct"] >= 1.0],
             "stacks": stacks,
-            "loop_lag_ms": {
-                "probes": len(lags),
-                "p50": 1e3 * lags[len(lags) // 2] if lags else None,
-                "p99": 1e3 * lags[int(len(lags) * 0.99)] if lags else None,
-                "mean": 1e3 * sum(lags) / len(lags) if lags else None,
-            },
+            "loop_lag_ms": _quantiles(lags),
         }
+
+
+def _quantiles(seconds: list[float]) -> dict[str, Any]:
+    """Probe count, p50, p99 and mean of ``seconds``, in milliseconds."""
+    ordered = sorted(seconds)
+    n = len(ordered)
+    return {
+        "probes": n,
+        "p50": 1e3 * ordered[n // 2] if n else None,
+        "p99": 1e3 * ordered[int(n * 0.99)] if n else None,
+        "mean": 1e3 * sum(ordered) / n if n else None,
+    }
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -124,6 +146,10 @@ def print_report(report: dict[str, Any]) -> None:
         f"  process CPU {report['process_cpu_pct']:.0f} %; loop lag (ms) "
         + ", ".join(
             f"{k} {v:.2f}" for k, v in report["loop_lag_ms"].items() if isinstance(v, float)
+        )
+        + "; GIL wait (ms) "
+        + ", ".join(
+            f"{k} {v:.3f}" for k, v in report["gil_wait_ms"].items() if isinstance(v, float)
         )
     )
     for thread in report["threads"]:
