@@ -188,7 +188,12 @@ class DeepWorker(ManualWorker):
 
     depth = 2
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.done = 0  # batches reported finished, oldest first
+
     def run(self, batch: list[Token]) -> None:
+        assert len(self.batches) - self.done < self.depth, "more batches than slots"
         self.batches.append(batch)
 
 
@@ -204,9 +209,59 @@ async def test_an_instance_with_depth_two_gets_a_second_batch_before_the_first_e
     assert actor.statistics().busy_instances == 2
     assert [t.payload["data"] for t in first.batches[0]] == [0, 1]
     assert [t.payload["data"] for t in second.batches[0]] == [2, 3]
-    batch = first.batches[0]
-    for t in batch:
-        t.payload["result"] = t.payload["data"]
-    actor.batch_done(first, batch, None)
+    finish_first(actor, first)
     await settle()
     assert sizes(first) == [2, 2, 2]  # a freed slot takes the next batch at once
+
+
+def deep_actor(max_batch: int, instances: int = 2) -> tuple[Actor, list[DeepWorker]]:
+    clock = FakeClock()
+    actor = Actor("n", BatchPolicy(max_batch), Mailbox("n", 100, clock), clock, route)
+    workers = [DeepWorker() for _ in range(instances)]
+    actor.attach(workers)
+    return actor, workers
+
+
+def finish_first(actor: Actor, worker: DeepWorker) -> None:
+    """Report the oldest batch ``worker`` still holds as done."""
+    batch = worker.batches[worker.done]
+    worker.done += 1
+    for t in batch:
+        t.payload["result"] = t.payload["data"]
+    actor.batch_done(worker, batch, None)
+
+
+async def test_a_slot_ahead_of_a_running_batch_takes_only_a_full_batch() -> None:
+    actor, [first, second] = deep_actor(max_batch=4)
+    actor.mailbox.deliver([token(i) for i in range(3)])
+    await settle()
+    assert [sizes(first), sizes(second)] == [[2], [1]]  # shared over the idle instances
+    actor.mailbox.deliver([token(i) for i in range(3, 6)])
+    await settle()
+    # both instances run a batch: 3 queued images would only wait behind one of them
+    assert [sizes(first), sizes(second)] == [[2], [1]]
+    assert actor.statistics().busy_instances == 0  # each could still take a full batch
+    actor.mailbox.deliver([token(i) for i in range(6, 11)])
+    await settle()
+    assert [sizes(first), sizes(second)] == [[2, 4], [1, 4]]  # 8 queued: two full batches
+    assert len(actor.mailbox) == 0
+
+
+async def test_the_next_batch_goes_to_an_idle_instance_before_a_busy_one() -> None:
+    actor, [first, second] = deep_actor(max_batch=2)
+    actor.mailbox.deliver([token(i) for i in range(8)])
+    await settle()
+    assert [sizes(first), sizes(second)] == [[2, 2], [2, 2]]
+    finish_first(actor, second)
+    finish_first(actor, second)  # second is idle
+    finish_first(actor, first)  # first still runs one, and was freed last
+    actor.mailbox.deliver([token(8), token(9)])
+    await settle()
+    assert [sizes(first), sizes(second)] == [[2, 2], [2, 2, 2]]
+
+
+async def test_the_queue_is_shared_over_idle_instances_not_their_slots() -> None:
+    actor, workers = deep_actor(max_batch=64)
+    actor.mailbox.deliver([token(i) for i in range(8)])
+    await settle()
+    assert [sizes(w) for w in workers] == [[4], [4]]  # not 2 x 2 per instance

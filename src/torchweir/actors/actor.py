@@ -8,6 +8,13 @@ loop iteration are cut into one batch, and no coroutine switch is paid per reque
 ``_pump`` first requires a free instance, *then* cuts a batch, so while every instance
 is busy the queue keeps growing and the next batch is larger. It dispatches to each free
 instance in turn without waiting for any batch to finish.
+
+An instance may accept more than one batch at once (``prefetch``, or a CUDA completion
+by stream callback). Such a slot *ahead* of a running batch takes only a full batch, and
+only once every idle instance has one. A partial batch waiting behind a running one gains
+nothing, and the queue is shared out over idle instances only. Otherwise prefetch halves
+every batch at moderate load and can park work behind a busy instance while another
+sits idle.
 """
 
 from __future__ import annotations
@@ -105,7 +112,9 @@ class Actor:
         self._clock = clock
         self._route = route
         self._workers: list[Worker] = []
-        self._idle: list[Worker] = []
+        self._running: list[int] = []  # batches each instance holds, by position
+        self._depths: list[int] = []  # batches each instance accepts at once
+        self._positions: dict[int, int] = {}  # id(worker) -> position
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pump_scheduled = False
         self._timer: Timer | None = None
@@ -121,17 +130,16 @@ class Actor:
         mailbox.on_arrival = self._on_arrival
 
     def __repr__(self) -> str:
-        return f"<Actor {self.name} load={self.load} idle={len(self._idle)}/{len(self._workers)}>"
+        idle = self._running.count(0)
+        return f"<Actor {self.name} load={self.load} idle={idle}/{len(self._workers)}>"
 
     def attach(self, workers: Sequence[Worker]) -> None:
         """Bind the started instances; must run on the event loop's thread."""
         self._loop = asyncio.get_running_loop()
         self._workers = list(workers)
-        # One slot per batch an instance accepts at once; instance 0's first slot is used
-        # first, and every instance gets a batch before any gets a second.
-        deepest = max((_depth(w) for w in self._workers), default=1)
-        slots = [w for level in range(deepest) for w in self._workers if _depth(w) > level]
-        self._idle = list(reversed(slots))
+        self._depths = [_depth(w) for w in self._workers]
+        self._running = [0] * len(self._workers)
+        self._positions = {id(w): i for i, w in enumerate(self._workers)}
 
     def upstream_load(self) -> int:
         """Tokens in flight at ancestors, which could still join a batch here."""
@@ -145,7 +153,7 @@ class Actor:
 
     def batch_done(self, worker: Worker, batch: list[Token], errors: Errors) -> None:
         """Take back a finished batch (on the loop thread): route it, free the worker."""
-        self._idle.append(worker)
+        self._running[self._position(worker)] -= 1
         self.load -= len(batch)
         self._route(self, batch, errors)
         self.schedule_pump()
@@ -176,7 +184,9 @@ class Actor:
             batches=self._batches,
             batch_sizes=tuple(self._batch_sizes),
             instances=len(self._workers),
-            busy_instances=len(self._workers) - len({id(w) for w in self._idle}),
+            busy_instances=sum(
+                held >= depth for held, depth in zip(self._running, self._depths, strict=True)
+            ),
             queue_wait_s=self._queue_wait.snapshot(),
             run_time_s=run_time,
             busy_seconds=busy,
@@ -191,12 +201,18 @@ class Actor:
     def _pump(self) -> None:
         self._pump_scheduled = False
         queue = self.mailbox.queue
-        while self._idle and queue:
+        while queue:
+            slot = self._next_slot()
+            if slot is None:
+                break
+            idle = self._running.count(0)
+            if idle == 0 and len(queue) < self.policy.max_batch:
+                break  # only slots ahead of running batches are left: they take full ones
             if self._downstream_full():
                 return  # a child's pump wakes us once it drains
             was_full = self.mailbox.full()
             now = self._clock.now()
-            batch = self.mailbox.take(self.policy, now, self.upstream_load(), len(self._idle))
+            batch = self.mailbox.take(self.policy, now, self.upstream_load(), max(idle, 1))
             if batch is None:
                 self._arm_timer(queue[0].arrived + self.policy.timeout)
                 return
@@ -205,8 +221,23 @@ class Actor:
                     parent.schedule_pump()
             live = self._drop_settled(batch, now)
             if live:
-                self._dispatch(live, now)
+                self._dispatch(slot, live, now)
         self._cancel_timer()
+
+    def _next_slot(self) -> int | None:
+        """The instance to take the next batch: the one holding the fewest (the first
+        such), or ``None`` when every instance is full."""
+        best: int | None = None
+        for i, (held, depth) in enumerate(zip(self._running, self._depths, strict=True)):
+            if held < depth and (best is None or held < self._running[best]):
+                best = i
+        return best
+
+    def _position(self, worker: Worker) -> int:
+        position = self._positions.get(id(worker))
+        if position is None:
+            raise ValueError(f"{worker!r} is not an instance of node {self.name!r}")
+        return position
 
     def _drop_settled(self, batch: list[Token], now: float) -> list[Token]:
         """Remove tokens whose caller is gone or whose deadline passed, before any kernel."""
@@ -226,8 +257,9 @@ class Actor:
             self._wake_waiting_descendants()
         return live
 
-    def _dispatch(self, batch: list[Token], now: float) -> None:
-        worker = self._idle.pop()
+    def _dispatch(self, slot: int, batch: list[Token], now: float) -> None:
+        worker = self._workers[slot]
+        self._running[slot] += 1
         size = len(batch)
         wait = self._queue_wait
         for token in batch:

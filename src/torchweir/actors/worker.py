@@ -85,7 +85,8 @@ class InstanceWorker:
         binding: device hook; defaults to :class:`HostBinding`.
         prefetch: batches the instance may hold queued beyond the one it runs, so that it
             starts the next without waiting for the event loop to hand it over (the
-            hand-off costs a few hundred microseconds under load).
+            hand-off costs a few hundred microseconds under load). The actor fills these
+            slots with full batches only (see :mod:`torchweir.actors.actor`).
     """
 
     def __init__(
