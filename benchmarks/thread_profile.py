@@ -118,14 +118,13 @@ class ThreadProfile:
                 {"pct": round(100 * n / total, 1), "where": where}
                 for where, n in counter.most_common(top)
             ]
-        lags = sorted(self._lags)
         return {
             "gil_wait_ms": _quantiles(self._gil_waits),
             "wall_s": wall,
             "process_cpu_pct": sum(t["cpu_pct"] for t in threads),
             "threads": [t for t in threads if t["cpu_pct"] >= 1.0],
             "stacks": stacks,
-            "loop_lag_ms": _quantiles(lags),
+            "loop_lag_ms": _quantiles(self._lags),
         }
 
 
