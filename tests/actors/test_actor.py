@@ -11,6 +11,7 @@ from torchweir.actors.mailbox import Mailbox
 from torchweir.actors.policy import BatchPolicy
 from torchweir.actors.request import Job, Token
 from torchweir.actors.routing import route
+from torchweir.actors.worker import Errors
 from torchweir.errors import DeadlineExceeded
 
 pytestmark = pytest.mark.asyncio
@@ -158,6 +159,38 @@ async def test_holds_back_while_a_child_mailbox_is_full() -> None:
     c_worker.finish(child)  # child takes b, which frees room and wakes the parent
     await settle()
     assert sizes(p_worker) == [1, 1, 1]
+
+
+async def test_a_freed_instance_gets_its_next_batch_before_the_results_are_routed() -> None:
+    clock = FakeClock()
+    seen: list[int] = []  # batches the worker held when each finished batch was routed
+
+    def recording_route(actor: Actor, batch: list[Token], errors: Errors) -> None:
+        seen.append(len(worker.batches))
+        route(actor, batch, errors)
+
+    child_capacity = 3
+    actor = Actor("n", BatchPolicy(2), Mailbox("n", 100, clock), clock, recording_route)
+    [worker] = workers = [ManualWorker()]
+    actor.attach(workers)
+    child = Actor("child", BatchPolicy(8), Mailbox("child", child_capacity, clock), clock, route)
+    busy_child = ManualWorker()
+    child.attach([busy_child])
+    actor.children, child.parents = [child], [actor]
+    child.mailbox.put_nowait(token("busy"))  # the child's instance stays busy: its queue grows
+    await settle()
+
+    for i in range(6):
+        actor.mailbox.put_nowait(token(i))
+    await settle()
+    worker.finish(actor)  # the child has room for 2 more: the next batch goes first
+    assert seen == [2]
+    await settle()
+    worker.finish(actor)  # 2 queued + 2 would fill the child: route first, then hold back
+    assert seen == [2, 2]
+    await settle()
+    assert sizes(worker) == [2, 2]  # the child is full: backpressure as before
+    assert len(child.mailbox) == 4
 
 
 async def test_routes_results_to_children_as_data_and_settles_leaves() -> None:
