@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -163,7 +164,9 @@ async def drive(
         await asyncio.sleep(timeline)
         measuring = False
         images = done - first
-        report["timeline"] = recorder.stop() | {"images": images}
+        # CUPTI names a thread by the low 32 bits of its pthread id
+        names = {t.ident & 0xFFFFFFFF: t.name for t in threading.enumerate() if t.ident}
+        report["timeline"] = recorder.stop(names) | {"images": images}
     stopping = True
     await asyncio.gather(*tasks)
     return done / elapsed, report
@@ -247,7 +250,10 @@ def main() -> None:
         print(f"{name}: {report['img_per_s']:,.0f} img/s; nodes {json.dumps(report['nodes'])}")
         print_report(report)
         if "timeline" in report:
+            api = report["timeline"].pop("api", {})
             print(f"  GPU timeline: {json.dumps(report['timeline'])}")
+            for thread, calls in api.items():  # ms per second in CUDA calls, by thread
+                print(f"    CUDA API {thread}: {json.dumps(calls)}")
         sys.stdout.flush()
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,11 @@ trace here to fractions of wall time:
 Decode's streams are those that ran a resize (``upsample``) or an nvJPEG kernel (names
 with ``jpeg``); every other stream with kernels is the model's. nvJPEG's hardware decoder is
 an engine of its own, not a kernel, so it does not appear; its colour conversion does.
+
+``api`` adds, thread by thread, the CUDA runtime and driver calls that took the most time
+(ms per second of window): where an instance thread waits inside CUDA (a synchronise, a
+launch held up by a lock), which a kernel trace cannot show. CUPTI records these calls
+for every library in the process, nvJPEG's included.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 DECODE_KERNEL = re.compile(r"upsample|jpeg", re.IGNORECASE)
+API_CATEGORIES = ("cuda_runtime", "cuda_driver")
 
 Interval = tuple[float, float]
 
@@ -94,6 +100,34 @@ def summarise(events: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def api_time(
+    events: list[dict[str, Any]],
+    window_us: float,
+    names: dict[int, str] | None = None,
+    top: int = 6,
+) -> dict[str, dict[str, float]]:
+    """Per thread (named by ``names``, CUPTI's thread id -> name, where known), its ``top`` CUDA API
+    calls by total time, in ms per second of ``window_us``, and ``calls``: calls per second."""
+    per_thread: dict[Any, dict[str, float]] = {}
+    counts: dict[Any, int] = {}
+    for e in events:
+        if e.get("cat") not in API_CATEGORIES:
+            continue
+        totals = per_thread.setdefault(e.get("tid"), {})
+        totals[e["name"]] = totals.get(e["name"], 0.0) + e["dur"]
+        counts[e.get("tid")] = counts.get(e.get("tid"), 0) + 1
+    seconds = window_us / 1e6
+    out: dict[str, dict[str, float]] = {}
+    for tid, totals in sorted(per_thread.items(), key=lambda kv: -sum(kv[1].values())):
+        label = (names or {}).get(tid, str(tid)) if isinstance(tid, int) else str(tid)
+        if label in out:
+            label = f"{label} ({tid})"
+        ranked = sorted(totals.items(), key=lambda kv: -kv[1])[:top]
+        out[label] = {name: round(us / 1e3 / seconds, 1) for name, us in ranked}
+        out[label]["calls"] = round(counts[tid] / seconds)
+    return out
+
+
 class Timeline:
     """``torch.profiler`` over CUDA activity only, started and stopped around a window."""
 
@@ -106,10 +140,16 @@ class Timeline:
     def start(self) -> None:
         self._profiler.start()
 
-    def stop(self) -> dict[str, Any]:
+    def stop(self, names: dict[int, str] | None = None) -> dict[str, Any]:
+        """The kernel summary, with ``api`` per thread (``names``: CUPTI's thread id ->
+        name; CUPTI gives the low 32 bits of the pthread id)."""
         self._profiler.stop()
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "trace.json"
             self._profiler.export_chrome_trace(str(path))
             trace = json.loads(path.read_text())
-        return summarise(trace.get("traceEvents", []))
+        events = trace.get("traceEvents", [])
+        summary = summarise(events)
+        if "window_ms" in summary:
+            summary["api"] = api_time(events, summary["window_ms"] * 1e3, names)
+        return summary

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.gpu_timeline import merged, overlap, summarise
+from benchmarks.gpu_timeline import api_time, merged, overlap, summarise
 
 
 def kernel(name: str, start: float, duration: float, stream: int) -> dict[str, Any]:
@@ -40,3 +40,29 @@ def test_decode_streams_are_those_that_resized_or_ran_nvjpeg() -> None:
 
 def test_a_trace_without_kernels_says_so() -> None:
     assert summarise([{"cat": "cpu_op", "name": "x", "ts": 0, "dur": 1}]) == {"kernels": 0}
+
+
+def call(name: str, duration: float, tid: int, cat: str = "cuda_runtime") -> dict[str, Any]:
+    return {"cat": cat, "name": name, "ts": 0, "dur": duration, "tid": tid, "args": {}}
+
+
+def test_api_time_ranks_each_threads_cuda_calls_per_second_of_window() -> None:
+    events = [
+        call("cudaStreamSynchronize", 300, tid=11),
+        call("cudaStreamSynchronize", 200, tid=11),
+        call("cudaLaunchKernel", 50, tid=11),
+        call("cuLaunchKernel", 40, tid=11, cat="cuda_driver"),
+        call("cudaGraphLaunch", 900, tid=22),
+        call("cudaMemcpyAsync", 10, tid=33),  # a thread nobody named
+        kernel("sm90_xmma_gemm", 0, 10, stream=7),  # not an API call: ignored
+    ]
+    api = api_time(events, window_us=2_000, names={11: "decode:0", 22: "resnet50:0"}, top=2)
+    assert list(api) == ["resnet50:0", "decode:0", "33"]  # most time in CUDA first
+    # 500 µs of synchronising in a 2 ms window: 250 ms per second
+    assert api["decode:0"] == {
+        "cudaStreamSynchronize": 250.0,
+        "cudaLaunchKernel": 25.0,
+        "calls": 2000,
+    }
+    assert api["resnet50:0"] == {"cudaGraphLaunch": 450.0, "calls": 500}
+    assert api["33"] == {"cudaMemcpyAsync": 5.0, "calls": 500}
