@@ -286,9 +286,7 @@ class Actor:
 
     def _room_downstream(self, results: int) -> bool:
         """Whether every child stays below its capacity after ``results`` more tokens."""
-        return all(
-            len(child.mailbox) + results < child.mailbox.capacity for child in self.children
-        )
+        return all(len(child.mailbox) + results < child.mailbox.capacity for child in self.children)
 
     def _wake_waiting_descendants(self) -> None:
         # Load left the graph above them: they may no longer need to wait for batch-mates.
