@@ -165,7 +165,7 @@ class Actor:
         """
         self._running[self._position(worker)] -= 1
         self.load -= len(batch)
-        if self._loop is not None and self._room_downstream(len(batch)):  # not closed
+        if self._loop is not None and not self._downstream_full(len(batch)):  # not closed
             self._pump()
         self._route(self, batch, errors)
         self.schedule_pump()
@@ -281,12 +281,11 @@ class Actor:
         self._batch_sizes[min(size, len(self._batch_sizes) - 1)] += 1
         worker.run(batch)
 
-    def _downstream_full(self) -> bool:
-        return any(child.mailbox.full() for child in self.children)
-
-    def _room_downstream(self, results: int) -> bool:
-        """Whether every child stays below its capacity after ``results`` more tokens."""
-        return all(len(child.mailbox) + results < child.mailbox.capacity for child in self.children)
+    def _downstream_full(self, results: int = 0) -> bool:
+        """Whether some child would be at its capacity with ``results`` more tokens."""
+        return any(
+            len(child.mailbox) + results >= child.mailbox.capacity for child in self.children
+        )
 
     def _wake_waiting_descendants(self) -> None:
         # Load left the graph above them: they may no longer need to wait for batch-mates.
