@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from torchweir.kernels.models.batching import gather_rows
+
 __all__ = ["ChannelsLastInput", "GraphedModel", "buckets_up_to"]
 
 #: Captures and compiles touch process-wide CUDA and dynamo state: one at a time.
@@ -109,7 +111,7 @@ class GraphedModel:
             pinned = torch.empty(
                 (len(samples), *first.shape[1:]), dtype=first.dtype, pin_memory=True
             )
-            return torch.cat(samples, out=pinned)
+            return gather_rows(samples, pinned)
         if first.device != self.device or any(s.device != first.device for s in samples):
             return torch.cat(samples)
         captured = self._captured(self._bucket(len(samples)), tuple(first.shape[1:]), first.dtype)

@@ -1,0 +1,34 @@
+"""Host-side batching helpers (CPU only)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from torchweir.kernels.models.batching import gather_rows
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float16, torch.float32, torch.bfloat16])
+def test_gather_rows_equals_cat_for_every_dtype(dtype: torch.dtype) -> None:
+    generator = torch.Generator().manual_seed(0)
+    samples = [torch.rand(1, 3, 5, 4, generator=generator).mul(255).to(dtype) for _ in range(6)]
+    out = torch.empty(6, 3, 5, 4, dtype=dtype)
+    assert gather_rows(samples, out) is out
+    assert torch.equal(out, torch.cat(samples))
+
+
+def test_gather_rows_reads_strided_views_and_fills_only_its_rows() -> None:
+    big = torch.arange(2 * 3 * 4 * 4, dtype=torch.uint8).reshape(2, 3, 4, 4)
+    samples = [big[:1, ..., ::2], big[1:].transpose(2, 3)[..., :2]]  # both 1x3x4x2 views
+    assert not any(s.is_contiguous() for s in samples)
+    out = torch.full((3, 3, 4, 2), 7, dtype=torch.uint8)
+    gather_rows(samples, out[:2])
+    assert torch.equal(out[:2], torch.cat([s.contiguous() for s in samples]))
+    assert bool((out[2] == 7).all())
+
+
+def test_gather_rows_takes_samples_that_require_grad() -> None:
+    samples = [torch.ones(1, 2, requires_grad=True), torch.zeros(1, 2, requires_grad=True)]
+    out = torch.empty(2, 2)
+    gather_rows(samples, out)
+    assert out.tolist() == [[1.0, 1.0], [0.0, 0.0]]
