@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import glob
 import os
+import time
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from tests.actors.process_kernels import Echo
+from tests.helpers import token
 
 import torchweir as tw
+from torchweir.actors import shm
+from torchweir.actors.process import ProcessWorker
+from torchweir.actors.request import Token
 from torchweir.data import sample_image_bytes
+from torchweir.kernels.base import InstanceContext
 
 ECHO = "tests.actors.process_kernels:Echo"
 
@@ -65,11 +73,39 @@ def test_items_run_in_other_processes_and_bring_back_arrays_and_keys() -> None:
     assert 1 <= len(pids) <= 2
 
 
+def test_answers_queued_behind_each_other_keep_their_own_arrays() -> None:
+    """With ``prefetch`` the child answers the next batch before the loop has read the
+    last answer: the two must not share memory."""
+
+    async def main() -> list[list[float]]:
+        done: list[list[float]] = []
+        both = asyncio.get_running_loop().create_future()
+
+        def on_done(worker: ProcessWorker, batch: list[Token], errors: object) -> None:
+            done.append([float(t.payload["result"][0, 0]) for t in batch])
+            if len(done) == 2:
+                both.set_result(None)
+
+        worker = ProcessWorker(Echo, InstanceContext("echo"), on_done, prefetch=1)
+        await worker.start()
+        worker.run([token(1), token(2)])
+        worker.run([token(10), token(20)])
+        # block the loop, so that both answers arrive before it reads the first
+        time.sleep(1.0)  # noqa: ASYNC251
+        await both
+        worker.stop()
+        await asyncio.to_thread(worker.join, 10)
+        return done
+
+    assert asyncio.run(main()) == [[2, 4], [20, 40]]
+
+
 def test_a_child_that_dies_fails_its_batch_only_and_is_replaced() -> None:
     g = tw.Graph()
     g.node("echo", ECHO, executor="process", max=1)
-    first, crashed, after, bad = run(g, [1, "crash", 3, "bad"])
-    assert first is not None
+    first, crashed, after, bad = run(g, [{"data": 1}, "crash", 3, "bad"])
+    np.testing.assert_array_equal(first["result"], np.full((2, 3), 2, np.float32))
+    assert glob.glob(f"{shm._folder()}/torchweir-{first['pid']}-*") == []  # its slots
     assert isinstance(crashed, tw.KernelError)
     assert "worker process died (exit code -9)" in str(crashed)
     assert crashed.node == "echo"

@@ -10,8 +10,8 @@ around them, and every return from them, takes turns on one GIL: on a 16-core H2
   the node's kernel from its spec and sets it up there, with one OpenCV and torch thread;
 * the event loop writes each batch's request dicts (pickled) to the child's socket and a
   reader callback takes the answer: no thread in between to win the GIL back;
-* arrays and CPU tensors in the answer come back through a shared-memory arena, copied
-  out once, and everything else pickled;
+* arrays and CPU tensors in the answer come back as views of shared memory
+  (:mod:`torchweir.actors.shm`), everything else pickled;
 * a child that dies (a decoder crashing on a hostile file) fails the batches it held
   with :class:`~torchweir.errors.KernelError` and another one is started.
 
@@ -24,24 +24,20 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import mmap
 import os
 import pickle
 import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-import numpy as np
-
 from torchweir.actors.metrics import Histogram
 from torchweir.actors.request import Token
+from torchweir.actors.shm import ChildSlots, ParentSlots, unlink_left_by
 from torchweir.actors.worker import Errors, item_error, whole_batch_error
 from torchweir.errors import KernelError
 from torchweir.kernels.base import InstanceContext, Kernel, Payload
@@ -53,15 +49,6 @@ __all__ = ["ProcessWorker", "child_main"]
 Factory = Callable[[], Kernel]
 #: ``on_done(worker, batch, errors)``: the actor's ``batch_done``.
 OnDone = Callable[[Any, list[Token], Errors], None]
-
-
-class _Shared:
-    """Where one array of an answer lies in the arena."""
-
-    __slots__ = ("dtype", "offset", "shape", "tensor")
-
-    def __init__(self, offset: int, dtype: str, shape: tuple[int, ...], tensor: bool) -> None:
-        self.offset, self.dtype, self.shape, self.tensor = offset, dtype, shape, tensor
 
 
 class ProcessWorker:
@@ -92,7 +79,7 @@ class ProcessWorker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sock: socket.socket | None = None
         self._process: subprocess.Popen[bytes] | None = None
-        self._arena: _Mapped | None = None
+        self._slots = ParentSlots()
         self._sent: collections.deque[tuple[list[Token], float]] = collections.deque()
         self._held: list[list[Token]] = []  # while a new child starts
         self._inbox = bytearray()
@@ -137,9 +124,7 @@ class ProcessWorker:
                 self._process.kill()
                 self._process.wait()
                 return False
-        if self._arena is not None:
-            self._arena.close()  # the child unlinks it as it exits
-            self._arena = None
+        self._slots.forget()  # the child unlinks its slots as it exits
         return True
 
     def _adopt(self, sock: socket.socket, process: subprocess.Popen[bytes]) -> None:
@@ -154,7 +139,8 @@ class ProcessWorker:
     def _send(self, batch: list[Token]) -> None:
         assert self._sock is not None
         assert self._loop is not None
-        data = pickle.dumps([t.payload for t in batch], protocol=pickle.HIGHEST_PROTOCOL)
+        message = (self._slots.take_released(), [t.payload for t in batch])
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         self._sent.append((batch, time.perf_counter()))
         frame = _frame(data)
         if not self._outbox:
@@ -205,15 +191,11 @@ class ProcessWorker:
         kind, content = pickle.loads(body)
         if kind == "raised":
             return [whole_batch_error(content, node, len(batch)) for _ in batch]
-        errors, updates, arena = content
-        if arena is not None:
-            if self._arena is not None:
-                self._arena.close()
-            self._arena = _Mapped(arena)
+        errors, updates, placement = content
+        if placement is not None:
+            self._slots.views(placement, updates)
         for token, update in zip(batch, updates, strict=True):
-            payload = token.payload
-            for key, value in update.items():
-                payload[key] = self._copied(value) if isinstance(value, _Shared) else value
+            token.payload.update(update)
         if errors is None:
             return None
         return [None if e is None else item_error(e, node) for e in errors]
@@ -241,10 +223,9 @@ class ProcessWorker:
     async def _replace(self) -> None:
         process, self._process = self._process, None
         code = await asyncio.to_thread(process.wait) if process is not None else None
-        if self._arena is not None:
-            self._arena.close()
-            self._arena.unlink()  # the child could not
-            self._arena = None
+        self._slots.forget()
+        if process is not None:
+            unlink_left_by(process.pid)  # the child could not
         lost = KernelError(
             f"its worker process died (exit code {code}); a new one is starting",
             node=self.ctx.node,
@@ -279,18 +260,6 @@ class ProcessWorker:
             self._sock = None
             self._outbox.clear()
             self._inbox.clear()
-
-    def _copied(self, shared: _Shared) -> Any:
-        assert self._arena is not None
-        dtype = np.dtype(shared.dtype)
-        count = int(np.prod(shared.shape, dtype=np.int64))
-        view = np.frombuffer(self._arena.buf, dtype, count, shared.offset)
-        array = view.reshape(shared.shape).copy()  # the arena is reused by the next batch
-        if shared.tensor:
-            import torch
-
-            return torch.from_numpy(array)
-        return array
 
 
 def _spawn(factory: Factory, ctx: InstanceContext) -> tuple[socket.socket, subprocess.Popen[bytes]]:
@@ -367,16 +336,17 @@ def child_main() -> None:
         conn.send_bytes(pickle.dumps(("failed", _picklable(exc))))
         return
     conn.send_bytes(pickle.dumps(("ready", None)))
-    arena = _Arena()
+    slots = ChildSlots()
     try:
         while True:
             try:
-                items = pickle.loads(conn.recv_bytes())
+                released, items = pickle.loads(conn.recv_bytes())
             except (EOFError, OSError):
                 return  # the parent closed the pipe or exited
-            conn.send_bytes(_answer(kernel, items, arena))
+            slots.release(released)
+            conn.send_bytes(_answer(kernel, items, slots))
     finally:
-        arena.release()
+        slots.close()
 
 
 def _one_thread_each() -> None:
@@ -388,7 +358,7 @@ def _one_thread_each() -> None:
         sys.modules["torch"].set_num_threads(1)
 
 
-def _answer(kernel: Kernel, items: list[Payload], arena: _Arena) -> bytes:
+def _answer(kernel: Kernel, items: list[Payload], slots: ChildSlots) -> bytes:
     originals = [item.get("data") for item in items]
     try:
         errors = kernel.forward(items)
@@ -398,95 +368,14 @@ def _answer(kernel: Kernel, items: list[Payload], arena: _Arena) -> bytes:
         {k: v for k, v in item.items() if not (k == "data" and v is data)}
         for item, data in zip(items, originals, strict=True)
     ]
-    name = arena.store(updates)
+    try:
+        placement = slots.store(updates)
+    except OSError as exc:
+        return pickle.dumps(("raised", KernelError(f"no shared memory for its answer: {exc}")))
     picklable_errors = None if errors is None else [_picklable(e) for e in errors]
     return pickle.dumps(
-        ("done", (picklable_errors, updates, name)), protocol=pickle.HIGHEST_PROTOCOL
+        ("done", (picklable_errors, updates, placement)), protocol=pickle.HIGHEST_PROTOCOL
     )
-
-
-class _Arena:
-    """The child's shared memory for arrays in answers; grows, never shrinks."""
-
-    def __init__(self) -> None:
-        self.memory: _Mapped | None = None
-
-    def store(self, updates: list[dict[str, Any]]) -> str | None:
-        """Move every array and CPU tensor of ``updates`` into the arena, in place;
-        returns the arena's name when it is new (the parent must attach to it)."""
-        found = [
-            (update, key, array, tensor)
-            for update in updates
-            for key, value in update.items()
-            for array, tensor in [_as_array(value)]
-            if array is not None
-        ]
-        if not found:
-            return None
-        offsets, total = [], 0
-        for _, _, array, _ in found:
-            offsets.append(total)
-            total += -(-array.nbytes // 64) * 64  # aligned
-        renamed = None
-        if self.memory is None or self.memory.size < total:
-            self.release()
-            self.memory = _Mapped.create(max(total * 2, 1 << 20))
-            renamed = self.memory.path
-        for (update, key, array, tensor), offset in zip(found, offsets, strict=True):
-            target = np.frombuffer(self.memory.buf, array.dtype, array.size, offset)
-            target[...] = array.reshape(-1)
-            update[key] = _Shared(offset, array.dtype.str, tuple(array.shape), tensor)
-        return renamed
-
-    def release(self) -> None:
-        if self.memory is not None:
-            self.memory.close()
-            self.memory.unlink()
-            self.memory = None
-
-
-class _Mapped:
-    """A file in ``/dev/shm`` (RAM on Linux; the temp folder elsewhere) mapped into
-    memory: shared memory without multiprocessing's resource tracker, which would start
-    a tracker process per child and unlink the arena when the parent merely detaches."""
-
-    def __init__(self, path: str, size: int = 0) -> None:
-        flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if size else 0)
-        fd = os.open(path, flags, 0o600)
-        try:
-            if size:
-                os.ftruncate(fd, size)
-            self.map = mmap.mmap(fd, 0)
-        finally:
-            os.close(fd)
-        self.path = path
-        self.size = len(self.map)
-        self.buf = memoryview(self.map)
-
-    @classmethod
-    def create(cls, size: int) -> _Mapped:
-        folder = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
-        return cls(os.path.join(folder, f"torchweir-{os.getpid()}-{uuid.uuid4().hex}"), size)
-
-    def close(self) -> None:
-        self.buf.release()
-        self.map.close()
-
-    def unlink(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
-
-
-def _as_array(value: Any) -> tuple[np.ndarray | None, bool]:
-    """A C-contiguous numpy view of an array or CPU tensor, and whether it was a tensor."""
-    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf" and value.size:
-        return np.ascontiguousarray(value), False
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(value, torch.Tensor) and value.device.type == "cpu":
-        if value.dtype.is_complex or value.dtype == torch.bfloat16 or not value.numel():
-            return None, False
-        return np.ascontiguousarray(value.detach().numpy()), True
-    return None, False
 
 
 def _picklable(error: BaseException | None) -> BaseException | None:

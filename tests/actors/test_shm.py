@@ -1,0 +1,129 @@
+"""Shared-memory slots: answers come back as views, and a slot is reused only once free."""
+
+from __future__ import annotations
+
+import gc
+import glob
+import os
+import pickle
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from torchweir.actors import process, shm
+from torchweir.actors.shm import ChildSlots, Mapped, ParentSlots, Shared, unlink_left_by
+from torchweir.errors import KernelError
+from torchweir.kernels.base import Kernel, Outcome, Payload
+
+
+def files() -> list[str]:
+    """This process's slot files."""
+    return glob.glob(os.path.join(shm._folder(), f"torchweir-{os.getpid()}-*"))
+
+
+def answer(child: ChildSlots, parent: ParentSlots, values: list[Any]) -> list[Any]:
+    """One round trip of ``{"data": value}`` updates, as the two processes make it."""
+    child.release(parent.take_released())
+    updates = [{"data": value} for value in values]
+    placement = child.store(updates)
+    assert placement is not None
+    assert all(isinstance(u["data"], Shared) for u in updates)
+    parent.views(placement, updates)
+    return [u["data"] for u in updates]
+
+
+def test_answers_are_views_of_the_slot_and_keep_dtype_shape_and_kind() -> None:
+    child, parent = ChildSlots(), ParentSlots()
+    array = np.arange(12, dtype=np.float32).reshape(3, 4)
+    tensor = torch.arange(6, dtype=torch.int64).reshape(1, 2, 3)
+    got_array, got_tensor = answer(child, parent, [array, tensor])
+    np.testing.assert_array_equal(got_array, array)
+    assert got_array.dtype == np.float32
+    assert got_array.flags.writeable
+    assert isinstance(got_tensor, torch.Tensor)
+    assert torch.equal(got_tensor, tensor)
+    base = got_array.base
+    assert isinstance(base, np.ndarray)
+    assert np.shares_memory(got_tensor.numpy(), base)  # one slot, no copy
+    child.close()
+
+
+def test_a_slot_is_written_again_only_after_its_views_are_gone() -> None:
+    child, parent = ChildSlots(), ParentSlots()
+    (first,) = answer(child, parent, [np.full(1000, 1, np.uint8)])
+    (second,) = answer(child, parent, [np.full(1000, 2, np.uint8)])
+    assert not np.shares_memory(first, second)
+    assert (first == 1).all()  # held: its slot was not reused for the second answer
+    first_base = first.base
+    del first
+    gc.collect()
+    assert parent.take_released() == []  # first_base still holds the slot
+    del first_base
+    (third,) = answer(child, parent, [np.full(1000, 3, np.uint8)])
+    assert (third == 3).all()
+    assert (second == 2).all()
+    assert len(files()) == 2  # the first's reused
+    child.close()
+
+
+def test_views_dropped_on_another_thread_release_their_slot() -> None:
+    child, parent = ChildSlots(), ParentSlots()
+    holder = answer(child, parent, [np.ones(10, np.float64)])
+    thread = threading.Thread(target=holder.clear)
+    thread.start()
+    thread.join()
+    released = parent.take_released()
+    assert len(released) == 1
+    assert parent.take_released() == []
+    child.close()
+
+
+def test_a_free_slot_too_small_is_replaced_and_its_file_removed() -> None:
+    child, parent = ChildSlots(), ParentSlots()
+    (small,) = answer(child, parent, [np.zeros(10, np.uint8)])
+    del small
+    (big,) = answer(child, parent, [np.arange(1 << 20, dtype=np.int32)])
+    np.testing.assert_array_equal(big, np.arange(1 << 20, dtype=np.int32))
+    assert len(files()) == 1
+    child.close()
+    assert files() == []
+    np.testing.assert_array_equal(big[:5], [0, 1, 2, 3, 4])  # mappings outlive the files
+
+
+def test_answers_without_arrays_use_no_slot() -> None:
+    child = ChildSlots()
+    updates: list[dict[str, Any]] = [{"data": "text", "n": 3, "empty": np.zeros(0)}]
+    assert child.store(updates) is None
+    assert updates[0] == {"data": "text", "n": 3, "empty": updates[0]["empty"]}
+
+
+def test_files_of_a_dead_child_are_found_by_its_pid() -> None:
+    slot = Mapped.create(1 << 16)
+    assert os.path.exists(slot.path)
+    unlink_left_by(os.getpid())
+    assert not os.path.exists(slot.path)
+    slot.close()
+
+
+class Doubles(Kernel):
+    def forward(self, items: list[Payload]) -> Outcome:
+        for item in items:
+            item["data"] = np.full(4, item["data"] * 2, np.int16)
+        return None
+
+
+def test_no_shared_memory_fails_the_batch_with_a_kernel_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def full(size: int) -> Mapped:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(shm.Mapped, "create", full)
+    kind, error = pickle.loads(process._answer(Doubles(), [{"data": 1}], ChildSlots()))
+    assert kind == "raised"
+    assert isinstance(error, KernelError)
+    assert "no shared memory for its answer" in str(error)
+    assert "No space left on device" in str(error)
