@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from torchweir.kernels.models.batching import gather_rows
+from torchweir.kernels.models.batching import gather_rows, upload_batch
 
 
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.float16, torch.float32, torch.bfloat16])
@@ -32,3 +32,10 @@ def test_gather_rows_takes_samples_that_require_grad() -> None:
     out = torch.empty(2, 2)
     gather_rows(samples, out)
     assert out.tolist() == [[1.0, 1.0], [0.0, 0.0]]
+
+
+def test_upload_batch_concatenates_mixed_dtypes_where_they_lie() -> None:
+    samples = [torch.ones(1, 2, dtype=torch.uint8), torch.full((1, 2), 0.5)]
+    batch = upload_batch(samples)  # only same-dtype host batches are pinned
+    assert batch.dtype == torch.float32
+    assert torch.equal(batch, torch.tensor([[1.0, 1.0], [0.5, 0.5]]))

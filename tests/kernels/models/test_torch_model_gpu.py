@@ -271,3 +271,48 @@ def test_inputs_on_the_gpu_are_concatenated_straight_into_the_graphs_input() -> 
         stream.synchronize()
     for host, gpu in zip(on_host, on_gpu, strict=True):
         assert torch.equal(host["result"], gpu["result"])
+
+
+def test_without_cuda_graphs_host_inputs_are_uploaded_from_pinned_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch
+
+    from torchweir.kernels.models import batching
+    from torchweir.kernels.models.resnet import resnet_tiny
+
+    staged: list[torch.Tensor] = []
+    upload = batching.upload_batch
+
+    def spy(samples: list[torch.Tensor]) -> torch.Tensor:
+        staged.append(upload(samples))
+        return staged[-1]
+
+    monkeypatch.setattr(batching, "upload_batch", spy)
+    options: dict[str, Any] = {
+        "precision": "fp16",
+        "device": "cuda",
+        "input_shape": "3x32x32",
+        "max_batch": 8,
+        "mean": "123.675,116.28,103.53",
+        "std": "58.395,57.12,57.375",
+    }
+    module = resnet_tiny(0)
+    eager = tw.kernels.TorchModel(module, cuda_graphs=False, **options)
+    graphed = tw.kernels.TorchModel(module, **options)
+    stream = torch.cuda.Stream()
+    xs = [torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8) for _ in range(6)]
+    with torch.cuda.stream(stream):
+        ctx = tw.InstanceContext("m", device="cuda:0", stream=stream)
+        on_host = [{"data": x} for x in xs]
+        on_gpu = [{"data": x.cuda()} for x in xs]
+        by_graph = [{"data": x} for x in xs]
+        assert eager.setup(ctx).forward(on_host) is None
+        assert [s.is_pinned() for s in staged] == [True]  # one batch, pinned
+        assert eager.setup(ctx).forward(on_gpu) is None
+        assert staged[-1].is_cuda  # concatenated on the GPU, no trip through the host
+        graphed.setup(ctx).forward(by_graph)
+        stream.synchronize()
+    for host, gpu, graph in zip(on_host, on_gpu, by_graph, strict=True):
+        assert torch.equal(host["result"], gpu["result"])
+        assert relative_error(host["result"], graph["result"]) < 1e-2

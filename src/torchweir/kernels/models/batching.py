@@ -18,7 +18,15 @@ from torchweir.errors import InputError, KernelError
 from torchweir.kernels.base import Outcome, Payload
 from torchweir.kernels.models.config import ModelConfig, format_shape
 
-__all__ = ["as_sample", "run_batched", "split", "to_output"]
+__all__ = [
+    "as_sample",
+    "gather_rows",
+    "pinned_batch",
+    "run_batched",
+    "split",
+    "to_output",
+    "upload_batch",
+]
 
 #: Runs one concatenated batch and returns its host outputs (tensors, or nests of them).
 Runner = Callable[[torch.Tensor], Any]
@@ -89,6 +97,25 @@ def gather_rows(samples: list[torch.Tensor], out: torch.Tensor) -> torch.Tensor:
     for k, sample in enumerate(samples):
         rows[k : k + 1] = sample.detach().numpy()
     return out
+
+
+def pinned_batch(samples: list[torch.Tensor]) -> torch.Tensor:
+    """Same-shape, same-dtype host ``1 x ...`` samples in one pinned batch, which a GPU
+    instance uploads without blocking (torch's pinned-memory cache keeps the block until
+    that copy is done). From pageable memory a "non-blocking" upload blocks the thread
+    and goes through a staging buffer."""
+    first = samples[0]
+    pinned = torch.empty((len(samples), *first.shape[1:]), dtype=first.dtype, pin_memory=True)
+    return gather_rows(samples, pinned)
+
+
+def upload_batch(samples: list[torch.Tensor]) -> torch.Tensor:
+    """The batch a GPU instance uploads: host samples of one dtype pinned
+    (:func:`pinned_batch`), anything else concatenated where it lies."""
+    first = samples[0]
+    if all(s.device.type == "cpu" and s.dtype == first.dtype for s in samples):
+        return pinned_batch(samples)
+    return torch.cat(samples)
 
 
 def run_batched(

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from torchweir.kernels.models.batching import gather_rows
+from torchweir.kernels.models.batching import pinned_batch
 
 __all__ = ["ChannelsLastInput", "GraphedModel", "buckets_up_to"]
 
@@ -108,10 +108,7 @@ class GraphedModel:
         pinned-memory cache keeps the block until that copy is done)."""
         first = samples[0]
         if first.device.type == "cpu" and all(s.device.type == "cpu" for s in samples):
-            pinned = torch.empty(
-                (len(samples), *first.shape[1:]), dtype=first.dtype, pin_memory=True
-            )
-            return gather_rows(samples, pinned)
+            return pinned_batch(samples)
         if first.device != self.device or any(s.device != first.device for s in samples):
             return torch.cat(samples)
         captured = self._captured(self._bucket(len(samples)), tuple(first.shape[1:]), first.dtype)

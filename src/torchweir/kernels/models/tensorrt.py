@@ -337,7 +337,9 @@ class _TensorrtInstance(Kernel):
     def _run(self, chunk: list[Payload]) -> list[Any]:
         import torch
 
-        x = torch.cat([item["data"].reshape(1, *self.item_shape) for item in chunk])
+        from torchweir.kernels.models.batching import upload_batch
+
+        x = upload_batch([item["data"].reshape(1, *self.item_shape) for item in chunk])
         x = x.to(self.device, non_blocking=True).float()
         if self.mean is not None:
             x = x - self.mean

@@ -237,9 +237,10 @@ class _TorchInstance(Kernel):
         self.max_batch = owner.max_batch
 
     def forward(self, items: list[Payload]) -> Outcome:
-        from torchweir.kernels.models.batching import run_batched
+        from torchweir.kernels.models.batching import run_batched, upload_batch
 
-        return run_batched(items, self._run, self.config)
+        concat = upload_batch if self.torch_device.type == "cuda" else None
+        return run_batched(items, self._run, self.config, concat=concat)
 
     def _run(self, batch: torch.Tensor) -> Any:
         import torch
