@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 
+import cv2
 import numpy as np
 
+from torchweir.data import sample_image_bytes
 from torchweir.errors import InputError
 from torchweir.kernels.base import InstanceContext, ItemKernel, Kernel, Outcome, Payload
 
@@ -32,4 +35,29 @@ class FailsSetup(Kernel):
         raise RuntimeError(f"no model for instance {ctx.index}")
 
     def forward(self, items: list[Payload]) -> Outcome:
+        return None
+
+
+class PageFaults(Kernel):
+    """Decodes and resizes the bundled photos in batches, as a decode node does; its
+    ``result`` is the minor page faults per image once warm (0 when freed image buffers
+    are reused rather than unmapped and faulted in afresh)."""
+
+    def forward(self, items: list[Payload]) -> Outcome:
+        images = sample_image_bytes()
+
+        def batch() -> list[np.ndarray]:
+            blobs = []
+            for jpeg in images:
+                image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+                blobs.append(cv2.dnn.blobFromImage(image, 1.0, (224, 224), swapRB=True))
+            return blobs
+
+        for _ in range(3):
+            batch()
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(5):
+            batch()
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+        items[0]["result"] = faults / (5 * len(images))
         return None

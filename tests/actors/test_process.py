@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import glob
 import os
+import platform
 import time
 from typing import Any
 
@@ -124,6 +125,14 @@ def test_closing_the_runtime_stops_the_children() -> None:
     for pid in asyncio.run(main()):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc settings")
+def test_children_reuse_freed_image_buffers_instead_of_faulting_in_new_pages() -> None:
+    g = tw.Graph()
+    g.node("decode", "tests.actors.process_kernels:PageFaults", executor="process")
+    (out,) = run(g, [{"data": 0}])
+    assert out["result"] < 5  # about 300 with glibc's defaults
 
 
 def test_bad_process_settings_fail_the_build_naming_node_and_key() -> None:
