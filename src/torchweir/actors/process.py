@@ -35,6 +35,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from torchweir.actors.malloc import keep_freed_buffers
 from torchweir.actors.metrics import Histogram
 from torchweir.actors.request import Token
 from torchweir.actors.shm import ChildSlots, ParentSlots, unlink_left_by
@@ -262,20 +263,10 @@ class ProcessWorker:
             self._inbox.clear()
 
 
-#: glibc's malloc settings for the children, unless the environment sets its own. By
-#: default glibc gives a freed decoded image (hundreds of kB) back to the kernel and
-#: faults in fresh pages for the next one: 145 page faults per 500-px photo made a decode
-#: child's batches a third slower than the same calls in a loop. These are the limits
-#: glibc's own adaptive rule tops out at (blocks up to 32 MiB come from the heap, and up
-#: to twice that stays mapped when free), set from the start.
-_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(64 << 20)}
-
-
 def _spawn(factory: Factory, ctx: InstanceContext) -> tuple[socket.socket, subprocess.Popen[bytes]]:
     """Start a child, hand it ``(factory, ctx)`` and wait until its kernel is set up."""
     ours, theirs = socket.socketpair()
     env = {
-        **_MALLOC,
         **os.environ,
         "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
         "OMP_NUM_THREADS": "1",  # one core per process: no thread pools
@@ -340,6 +331,7 @@ def child_main() -> None:
     conn = Connection(int(sys.argv[1]))
     try:
         factory, ctx = pickle.loads(conn.recv_bytes())
+        keep_freed_buffers()
         _one_thread_each()
         kernel = factory().setup(ctx)
     except BaseException as exc:
