@@ -61,3 +61,15 @@ class PageFaults(Kernel):
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
         items[0]["result"] = faults / (5 * len(images))
         return None
+
+
+class Rewrites(ItemKernel):
+    """Leaves ``data = [data + 100] * 4`` (an array) and ``result = data * 2``, as a chain
+    of steps leaves its last step's input in ``data``."""
+
+    max_batch = 8
+
+    def process(self, item: Payload) -> None:
+        value = item["data"]
+        item["data"] = np.full(4, value + 100, dtype=np.int64)
+        item["result"] = value * 2

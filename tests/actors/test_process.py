@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import glob
 import os
+import pickle
 import platform
 import time
 from typing import Any
@@ -12,12 +13,12 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from tests.actors.process_kernels import Echo
+from tests.actors.process_kernels import Echo, Rewrites
 from tests.helpers import token
 
 import torchweir as tw
 from torchweir.actors import shm
-from torchweir.actors.process import ProcessWorker
+from torchweir.actors.process import ProcessWorker, _answer
 from torchweir.actors.request import Token
 from torchweir.data import sample_image_bytes
 from torchweir.kernels.base import InstanceContext
@@ -99,6 +100,28 @@ def test_answers_queued_behind_each_other_keep_their_own_arrays() -> None:
         return done
 
     assert asyncio.run(main()) == [[2, 4], [20, 40]]
+
+
+def test_a_childs_last_data_comes_back_only_where_the_graph_reads_it() -> None:
+    rewrites = "tests.actors.process_kernels:Rewrites"
+    g = tw.Graph()
+    g.node("p", rewrites, executor="process") >> g.node("q", "Identity", map="p[data:data]")
+    outs = run(g, [1, 2])
+    np.testing.assert_array_equal(outs[0], [101] * 4)  # read by q's map: sent back
+    np.testing.assert_array_equal(outs[1], [102] * 4)
+    g = tw.Graph()
+    g.node("p", rewrites, executor="process") >> g.node("q", "Identity")
+    assert run(g, [1, 2]) == [2, 4]
+
+    def answered(send_data: bool) -> tuple[dict[str, Any], Any]:
+        body = _answer(Rewrites(), [{"data": 5}], shm.ChildSlots(), send_data)
+        _, (_, updates, placement) = pickle.loads(body)
+        return updates[0], placement
+
+    update, placement = answered(True)
+    assert sorted(update) == ["data", "result"]
+    assert placement is not None
+    assert answered(False) == ({"result": 10}, None)  # no slot for the unread array
 
 
 def test_a_child_that_dies_fails_its_batch_only_and_is_replaced() -> None:

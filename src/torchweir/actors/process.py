@@ -66,12 +66,21 @@ class ProcessWorker:
         ctx: the instance.
         on_done: ``on_done(worker, batch, errors)``, called on the loop.
         prefetch: batches sent ahead while the child runs one.
+        send_data: whether the child sends back the ``data`` its kernel leaves; ``False``
+            where nothing downstream reads it
+            (:func:`~torchweir.runtime.build.data_read_after`).
     """
 
     def __init__(
-        self, factory: Factory, ctx: InstanceContext, on_done: OnDone, prefetch: int = 0
+        self,
+        factory: Factory,
+        ctx: InstanceContext,
+        on_done: OnDone,
+        prefetch: int = 0,
+        send_data: bool = True,
     ) -> None:
         self.ctx = ctx
+        self._send_data = send_data
         self.depth = 1 + prefetch
         self.busy_seconds = 0.0
         self.timings = Histogram()
@@ -100,7 +109,7 @@ class ProcessWorker:
             Exception: what the kernel's construction or ``setup`` raised in the child.
         """
         self._loop = asyncio.get_running_loop()
-        self._adopt(*await asyncio.to_thread(_spawn, self._factory, self.ctx))
+        self._adopt(*await asyncio.to_thread(_spawn, self._factory, self.ctx, self._send_data))
 
     def run(self, batch: list[Token]) -> None:
         """Send one batch to the child (on the loop); its answer comes back by callback."""
@@ -235,7 +244,7 @@ class ProcessWorker:
         for batch, sent_at in sent:
             self._finish(batch, self._failed(batch, lost), sent_at)
         try:
-            child = await asyncio.to_thread(_spawn, self._factory, self.ctx)
+            child = await asyncio.to_thread(_spawn, self._factory, self.ctx, self._send_data)
         except Exception as exc:
             self._broken = KernelError(
                 f"its worker process died and a new one failed to start: {exc}",
@@ -263,8 +272,11 @@ class ProcessWorker:
             self._inbox.clear()
 
 
-def _spawn(factory: Factory, ctx: InstanceContext) -> tuple[socket.socket, subprocess.Popen[bytes]]:
-    """Start a child, hand it ``(factory, ctx)`` and wait until its kernel is set up."""
+def _spawn(
+    factory: Factory, ctx: InstanceContext, send_data: bool
+) -> tuple[socket.socket, subprocess.Popen[bytes]]:
+    """Start a child, hand it ``(factory, ctx, send_data)`` and wait until its kernel is
+    set up."""
     ours, theirs = socket.socketpair()
     env = {
         **os.environ,
@@ -280,7 +292,7 @@ def _spawn(factory: Factory, ctx: InstanceContext) -> tuple[socket.socket, subpr
     theirs.close()
     conn = Connection(os.dup(ours.fileno()))  # blocking reads for the handshake only
     try:
-        conn.send_bytes(pickle.dumps((factory, ctx)))
+        conn.send_bytes(pickle.dumps((factory, ctx, send_data)))
         kind, body = pickle.loads(conn.recv_bytes())
     except (EOFError, OSError):
         ours.close()
@@ -326,11 +338,12 @@ _BOOTSTRAP = "from torchweir.actors.process import child_main; child_main()"
 def child_main() -> None:
     """The child: build and set up the kernel, then answer batches until the pipe closes.
 
-    Its first message is the pickled ``(factory, ctx)``; its argument, the socket's fd.
+    Its first message is the pickled ``(factory, ctx, send_data)``; its argument, the
+    socket's fd.
     """
     conn = Connection(int(sys.argv[1]))
     try:
-        factory, ctx = pickle.loads(conn.recv_bytes())
+        factory, ctx, send_data = pickle.loads(conn.recv_bytes())
         keep_freed_buffers()
         _one_thread_each()
         kernel = factory().setup(ctx)
@@ -346,7 +359,7 @@ def child_main() -> None:
             except (EOFError, OSError):
                 return  # the parent closed the pipe or exited
             slots.release(released)
-            conn.send_bytes(_answer(kernel, items, slots))
+            conn.send_bytes(_answer(kernel, items, slots, send_data))
     finally:
         slots.close()
 
@@ -360,14 +373,18 @@ def _one_thread_each() -> None:
         sys.modules["torch"].set_num_threads(1)
 
 
-def _answer(kernel: Kernel, items: list[Payload], slots: ChildSlots) -> bytes:
+def _answer(
+    kernel: Kernel, items: list[Payload], slots: ChildSlots, send_data: bool = True
+) -> bytes:
+    """The pickled answer to one batch: per item, the keys the kernel set or changed
+    (``data`` only if ``send_data``), its arrays placed in a slot."""
     originals = [item.get("data") for item in items]
     try:
         errors = kernel.forward(items)
     except Exception as exc:
         return pickle.dumps(("raised", _picklable(exc)))
     updates = [
-        {k: v for k, v in item.items() if not (k == "data" and v is data)}
+        {k: v for k, v in item.items() if not (k == "data" and (v is data or not send_data))}
         for item, data in zip(items, originals, strict=True)
     ]
     try:

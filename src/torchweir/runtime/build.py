@@ -65,7 +65,13 @@ def build(graph: GraphSpec, clock: Clock) -> Built:
     if gpu_nodes and (why := hardware_queue_warning()):
         warnings.warn(why, RuntimeWarning, stacklevel=3)
     workers = {
-        spec.name: _workers(spec, kernels[spec.name], actors[spec.name], gpu_nodes)
+        spec.name: _workers(
+            spec,
+            kernels[spec.name],
+            actors[spec.name],
+            gpu_nodes,
+            data_read_after(graph, spec.name),
+        )
         for spec in graph.nodes
     }
     _wire(graph, actors)
@@ -105,8 +111,34 @@ def _device_id(spec: NodeSpec) -> int | None:
         ) from None
 
 
+def data_read_after(graph: GraphSpec, name: str) -> bool:
+    """Whether anything after node ``name`` may read the ``data`` its kernel leaves.
+
+    Only the default hop reads it not: a child with the ``swap`` filter and one parent
+    overwrites ``data`` with ``result``, and a leaf's caller gets ``result`` (or its own
+    input dict). A filter, a ``map``, a join, or a ``map`` further on that names the node
+    may read it. A process instance need not send back what nothing reads (a decode
+    node's last ``data`` is the decoded image, four times the size of its result).
+    """
+    parents = graph.parents()
+    for child in graph.children()[name]:
+        spec = graph.node(child)
+        if spec.filter or spec.map or len(parents[child]) > 1:
+            return True
+    return any(
+        source == name
+        for spec in graph.nodes
+        if spec.map
+        for source, _ in parse_map(spec.map, node=spec.name)
+    )
+
+
 def _workers(
-    spec: NodeSpec, kernel: Kernel, actor: Actor, gpu_nodes: dict[str, list[int]]
+    spec: NodeSpec,
+    kernel: Kernel,
+    actor: Actor,
+    gpu_nodes: dict[str, list[int]],
+    data_read: bool,
 ) -> list[Worker]:
     devices = gpu_nodes.get(spec.name)
     keep = devices is not None and bool(spec.next) and all(c in gpu_nodes for c in spec.next)
@@ -126,7 +158,11 @@ def _workers(
         )
         if in_process:
             factory = functools.partial(built_kernel, spec)
-            workers.append(ProcessWorker(factory, ctx, actor.batch_done, prefetch=prefetch))
+            workers.append(
+                ProcessWorker(
+                    factory, ctx, actor.batch_done, prefetch=prefetch, send_data=data_read
+                )
+            )
             continue
         binding = None if devices is None else _cuda_binding(spec, completion, priority)
         workers.append(
