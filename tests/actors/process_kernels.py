@@ -15,8 +15,9 @@ from torchweir.kernels.base import InstanceContext, ItemKernel, Kernel, Outcome,
 
 
 class Echo(ItemKernel):
-    """``data`` -> ``{"pid": ..., "array": data * 2}``; ``"crash"`` kills the process,
-    ``"bad"`` is an InputError, anything else not a number a TypeError."""
+    """``data`` -> ``{"pid": ..., "result": data * 2}`` (bytes count as their length plus
+    byte sum); ``"crash"`` kills the process, ``"bad"`` is an InputError, anything else
+    not a number a TypeError."""
 
     max_batch = 8
 
@@ -26,6 +27,8 @@ class Echo(ItemKernel):
             os.kill(os.getpid(), signal.SIGKILL)
         if data == "bad":
             raise InputError("bad input")
+        if isinstance(data, bytes):  # its length and byte sum, to check what arrived
+            data = len(data) + sum(data)
         item["result"] = np.full((2, 3), data * 2, dtype=np.float32)
         item["pid"] = os.getpid()
 

@@ -114,7 +114,9 @@ def test_a_childs_last_data_comes_back_only_where_the_graph_reads_it() -> None:
     assert run(g, [1, 2]) == [2, 4]
 
     def answered(send_data: bool) -> tuple[dict[str, Any], Any]:
-        body = _answer(Rewrites(), [{"data": 5}], shm.ChildSlots(), send_data)
+        slots = shm.ChildSlots()
+        body = _answer(Rewrites(), [{"data": 5}], slots, send_data)
+        slots.close()
         _, (_, updates, placement) = pickle.loads(body)
         return updates[0], placement
 
@@ -135,6 +137,18 @@ def test_a_child_that_dies_fails_its_batch_only_and_is_replaced() -> None:
     assert crashed.node == "echo"
     np.testing.assert_array_equal(after, np.full((2, 3), 6, np.float32))
     assert isinstance(bad, tw.InputError)
+
+
+def test_large_bytes_reach_the_child_intact_also_after_it_is_replaced() -> None:
+    blobs = [bytes(range(256)) * (40 + k) for k in range(3)]  # 10-11 kB: input slots
+    g = tw.Graph()
+    g.node("echo", ECHO, executor="process", max=1)
+    first, crashed, *rest = run(g, [blobs[0], "crash", blobs[1], blobs[2], blobs[0]])
+    assert isinstance(crashed, tw.KernelError)
+    for out, blob in zip([first, *rest], [*blobs, blobs[0]], strict=True):
+        expected = 2 * (len(blob) + sum(blob))
+        np.testing.assert_array_equal(out, np.full((2, 3), expected, np.float32))
+    assert glob.glob(f"{shm._folder()}/torchweir-{os.getpid()}-*") == []  # closed with it
 
 
 def test_closing_the_runtime_stops_the_children() -> None:

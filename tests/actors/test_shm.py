@@ -14,7 +14,16 @@ import pytest
 import torch
 
 from torchweir.actors import process, shm
-from torchweir.actors.shm import ChildSlots, Mapped, ParentSlots, Shared, unlink_left_by
+from torchweir.actors.shm import (
+    ChildInputs,
+    ChildSlots,
+    InputSlots,
+    Mapped,
+    ParentSlots,
+    Passed,
+    Shared,
+    unlink_left_by,
+)
 from torchweir.errors import KernelError
 from torchweir.kernels.base import Kernel, Outcome, Payload
 
@@ -127,3 +136,49 @@ def test_no_shared_memory_fails_the_batch_with_a_kernel_error(
     assert isinstance(error, KernelError)
     assert "no shared memory for its answer" in str(error)
     assert "No space left on device" in str(error)
+
+
+def test_large_bytes_travel_in_an_input_slot_and_come_back_as_bytes() -> None:
+    inputs, child = InputSlots(), ChildInputs()
+    big = bytes(range(256)) * 20
+    payloads = [{"data": big, "small": b"tiny", "n": 1}, {"data": b"short"}]
+    sent, placement = inputs.place(payloads)
+    assert placement is not None
+    assert isinstance(sent[0]["data"], Passed)
+    assert sent[0]["small"] == b"tiny"  # small values stay in the message
+    assert sent[1] == {"data": b"short"}
+    assert payloads[0]["data"] is big  # the caller's dicts are left alone
+    received = pickle.loads(pickle.dumps(sent))
+    child.restore(placement, received)
+    assert received[0]["data"] == big
+    assert type(received[0]["data"]) is bytes
+    assert inputs.place([{"data": b"short"}]) == ([{"data": b"short"}], None)
+    child.close()
+    inputs.close()
+    assert files() == []
+
+
+def test_an_input_slot_is_reused_once_its_batch_is_answered() -> None:
+    inputs = InputSlots()
+    big = [{"data": b"x" * 10_000}]
+    _, first = inputs.place(big)
+    _, second = inputs.place(big)  # the first batch is still out
+    assert first is not None
+    assert second is not None
+    assert first[0] != second[0]
+    assert first[1]
+    inputs.give(first)
+    _, third = inputs.place(big)
+    assert third == (first[0], False, [])  # the child has it mapped already
+    inputs.give(third)
+    inputs.new_child()
+    _, fourth = inputs.place(big)
+    assert fourth is not None
+    assert fourth[1]  # a new child maps it afresh
+    inputs.give(fourth)
+    inputs.give(second)
+    _, bigger = inputs.place([{"data": b"y" * (1 << 20)}])  # no free slot fits: one is
+    assert bigger is not None  # replaced, and the child told to unmap it
+    assert len(bigger[2]) == 1
+    assert len(files()) == 2
+    inputs.close()

@@ -9,7 +9,8 @@ around them, and every return from them, takes turns on one GIL: on a 16-core H2
   unlike multiprocessing's spawn it does not re-run the caller's ``__main__``) builds
   the node's kernel from its spec and sets it up there, with one OpenCV and torch thread;
 * the event loop writes each batch's request dicts (pickled) to the child's socket and a
-  reader callback takes the answer: no thread in between to win the GIL back;
+  reader callback takes the answer: no thread in between to win the GIL back; large
+  ``bytes`` values (encoded images) go through shared memory instead;
 * arrays and CPU tensors in the answer come back as views of shared memory
   (:mod:`torchweir.actors.shm`), everything else pickled;
 * a child that dies (a decoder crashing on a hostile file) fails the batches it held
@@ -38,7 +39,14 @@ from typing import Any
 from torchweir.actors.malloc import keep_freed_buffers
 from torchweir.actors.metrics import Histogram
 from torchweir.actors.request import Token
-from torchweir.actors.shm import ChildSlots, ParentSlots, unlink_left_by
+from torchweir.actors.shm import (
+    ChildInputs,
+    ChildSlots,
+    InputPlacement,
+    InputSlots,
+    ParentSlots,
+    unlink_left_by,
+)
 from torchweir.actors.worker import Errors, item_error, whole_batch_error
 from torchweir.errors import KernelError
 from torchweir.kernels.base import InstanceContext, Kernel, Payload
@@ -90,7 +98,11 @@ class ProcessWorker:
         self._sock: socket.socket | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._slots = ParentSlots()
-        self._sent: collections.deque[tuple[list[Token], float]] = collections.deque()
+        self._inputs = InputSlots()
+        #: batches sent and not yet answered: when, and the input slot they use
+        self._sent: collections.deque[tuple[list[Token], float, InputPlacement | None]] = (
+            collections.deque()
+        )
         self._held: list[list[Token]] = []  # while a new child starts
         self._inbox = bytearray()
         self._outbox = bytearray()
@@ -127,15 +139,18 @@ class ProcessWorker:
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the child to exit (blocking: call off-loop); kill it after ``timeout``."""
+        exited = True
         if self._process is not None:
             try:
                 self._process.wait(timeout)
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
-                return False
-        self._slots.forget()  # the child unlinks its slots as it exits
-        return True
+                unlink_left_by(self._process.pid)  # the child could not
+                exited = False
+        self._slots.forget()  # a child that exits unlinks its slots
+        self._inputs.close()
+        return exited
 
     def _adopt(self, sock: socket.socket, process: subprocess.Popen[bytes]) -> None:
         assert self._loop is not None
@@ -149,9 +164,15 @@ class ProcessWorker:
     def _send(self, batch: list[Token]) -> None:
         assert self._sock is not None
         assert self._loop is not None
-        message = (self._slots.take_released(), [t.payload for t in batch])
+        try:
+            payloads, placement = self._inputs.place([t.payload for t in batch])
+        except OSError as exc:
+            error = KernelError(f"no shared memory for its requests: {exc}", node=self.ctx.node)
+            self._finish(batch, self._failed(batch, error), 0.0)
+            return
+        message = (self._slots.take_released(), placement, payloads)
         data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-        self._sent.append((batch, time.perf_counter()))
+        self._sent.append((batch, time.perf_counter(), placement))
         frame = _frame(data)
         if not self._outbox:
             try:
@@ -193,7 +214,8 @@ class ProcessWorker:
         while (found := _unframe(self._inbox)) is not None:
             body, used = found
             del self._inbox[:used]
-            batch, sent_at = self._sent.popleft()
+            batch, sent_at, placement = self._sent.popleft()
+            self._inputs.give(placement)
             self._finish(batch, self._answered(batch, body), sent_at)
 
     def _answered(self, batch: list[Token], body: bytes) -> Errors:
@@ -241,7 +263,9 @@ class ProcessWorker:
             node=self.ctx.node,
         )
         sent, self._sent = self._sent, collections.deque()
-        for batch, sent_at in sent:
+        self._inputs.new_child()
+        for batch, sent_at, placement in sent:
+            self._inputs.give(placement)
             self._finish(batch, self._failed(batch, lost), sent_at)
         try:
             child = await asyncio.to_thread(_spawn, self._factory, self.ctx, self._send_data)
@@ -351,17 +375,19 @@ def child_main() -> None:
         conn.send_bytes(pickle.dumps(("failed", _picklable(exc))))
         return
     conn.send_bytes(pickle.dumps(("ready", None)))
-    slots = ChildSlots()
+    slots, inputs = ChildSlots(), ChildInputs()
     try:
         while True:
             try:
-                released, items = pickle.loads(conn.recv_bytes())
+                released, placement, items = pickle.loads(conn.recv_bytes())
             except (EOFError, OSError):
                 return  # the parent closed the pipe or exited
             slots.release(released)
+            inputs.restore(placement, items)
             conn.send_bytes(_answer(kernel, items, slots, send_data))
     finally:
         slots.close()
+        inputs.close()
 
 
 def _one_thread_each() -> None:

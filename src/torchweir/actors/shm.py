@@ -1,4 +1,5 @@
-"""Shared memory for the arrays that process instances hand back, without a copy.
+"""Shared memory between the event loop and process instances: arrays that come back
+without a copy, and large ``bytes`` that go there without the socket.
 
 A child writes the arrays of each answer into a *slot*, a file in ``/dev/shm`` that both
 processes map, and the parent hands the next node views of it: no copy on the parent's
@@ -7,6 +8,11 @@ CPU-decode ResNet-50 service). A slot is written again only after every view of 
 gone: the parent watches the views' common base array and tells the child, with the
 next batch it sends, which slots are free. Arrays that are kept (results a caller holds
 on to) keep their slot, so memory is what the caller holds, as with copies.
+
+The other way, large ``bytes`` values of requests (encoded images) are copied into a
+slot of the parent's, once, instead of being pickled and written to the socket on the
+event loop; the child reads them back into ``bytes``, so kernels see what they always
+saw. That slot is free again once the batch's answer has come.
 """
 
 from __future__ import annotations
@@ -24,12 +30,30 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ChildSlots", "Mapped", "ParentSlots", "Placement", "Shared", "unlink_left_by"]
+__all__ = [
+    "ChildInputs",
+    "ChildSlots",
+    "InputPlacement",
+    "InputSlots",
+    "Mapped",
+    "ParentSlots",
+    "Passed",
+    "Placement",
+    "Shared",
+    "SlotPool",
+    "unlink_left_by",
+]
 
 #: An answer's slot: its path, whether the parent has not mapped it yet, and the paths
 #: of free slots the child has dropped since (to be unmapped).
 Placement = tuple[str, bool, list[str]]
 
+#: A batch's input slot: its path, whether the child has not mapped it yet, and the
+#: paths of input slots dropped since (to be unmapped).
+InputPlacement = tuple[str, bool, list[str]]
+
+#: ``bytes`` values at least this long go to the child through an input slot.
+PASSED_BYTES = 4096
 _ALIGN = 64
 _GRAIN = 1 << 16  # slot sizes are multiples of this
 _SMALLEST = 1 << 18
@@ -44,20 +68,78 @@ class Shared:
         self.offset, self.dtype, self.shape, self.tensor = offset, dtype, shape, tensor
 
 
-class ChildSlots:
-    """The child's slots: one per answer, reused once the parent has released it."""
+class Passed:
+    """Where one ``bytes`` value of a request lies in its input slot."""
+
+    __slots__ = ("length", "offset")
+
+    def __init__(self, offset: int, length: int) -> None:
+        self.offset, self.length = offset, length
+
+
+class SlotPool:
+    """Slots this process created: taken for one batch, given back once it is read.
+
+    A new slot is as large as the largest ever asked for, so that after warm-up every
+    batch fits a free one; a free slot too small for a request is replaced, so that
+    their number stays put.
+    """
 
     def __init__(self) -> None:
         self._known: dict[str, Mapped] = {}
         self._free: list[Mapped] = []
         self._largest = 0
 
+    def take(self, size: int) -> tuple[Mapped, bool, list[str]]:
+        """A free slot of at least ``size`` bytes, whether it is new, and the paths of
+        free slots dropped to make room (their files are gone).
+
+        Raises:
+            OSError: no shared memory could be had for a new slot (``/dev/shm`` full).
+        """
+        fitting = [slot for slot in self._free if slot.size >= size]
+        if fitting:
+            slot = min(fitting, key=lambda s: s.size)
+            self._free.remove(slot)
+            return slot, False, []
+        dropped = []
+        if self._free:
+            old = self._free.pop()
+            self._forget(old)
+            dropped.append(old.path)
+        self._largest = max(self._largest, size)
+        slot = Mapped.create(max(-(-self._largest // _GRAIN) * _GRAIN, _SMALLEST))
+        self._known[slot.path] = slot
+        return slot, True, dropped
+
+    def give(self, path: str) -> None:
+        """The slot at ``path`` is free again (unknown paths are ignored)."""
+        slot = self._known.get(path)
+        if slot is not None:
+            self._free.append(slot)
+
+    def _forget(self, slot: Mapped) -> None:
+        del self._known[slot.path]
+        slot.close()
+        slot.unlink()
+
+    def close(self) -> None:
+        """Unlink every slot (mappings in the other process stay valid)."""
+        for slot in list(self._known.values()):
+            self._forget(slot)
+        self._free.clear()
+
+
+class ChildSlots:
+    """The child's slots: one per answer, reused once the parent has released it."""
+
+    def __init__(self) -> None:
+        self._pool = SlotPool()
+
     def release(self, paths: list[str]) -> None:
         """Slots whose views are all gone in the parent (unknown paths are ignored)."""
         for path in paths:
-            slot = self._known.get(path)
-            if slot is not None:
-                self._free.append(slot)
+            self._pool.give(path)
 
     def store(self, updates: list[dict[str, Any]]) -> Placement | None:
         """Move every array and CPU tensor of ``updates`` into a free slot, in place.
@@ -78,39 +160,94 @@ class ChildSlots:
         for _, _, array, _ in found:
             offsets.append(total)
             total += -(-array.nbytes // _ALIGN) * _ALIGN
-        slot, new, dropped = self._slot_for(total)
+        slot, new, dropped = self._pool.take(total)
         for (update, key, array, tensor), offset in zip(found, offsets, strict=True):
             target = np.frombuffer(slot.map, array.dtype, array.size, offset)
             target[...] = array.reshape(-1)
             update[key] = Shared(offset, array.dtype.str, tuple(array.shape), tensor)
         return slot.path, new, dropped
 
-    def _slot_for(self, size: int) -> tuple[Mapped, bool, list[str]]:
-        fitting = [slot for slot in self._free if slot.size >= size]
-        if fitting:
-            slot = min(fitting, key=lambda s: s.size)
-            self._free.remove(slot)
-            return slot, False, []
-        dropped = []
-        if self._free:  # all too small: replace one, so that their number stays put
-            old = self._free.pop()
-            self._forget(old)
-            dropped.append(old.path)
-        self._largest = max(self._largest, size)
-        slot = Mapped.create(max(-(-self._largest // _GRAIN) * _GRAIN, _SMALLEST))
-        self._known[slot.path] = slot
-        return slot, True, dropped
-
-    def _forget(self, slot: Mapped) -> None:
-        del self._known[slot.path]
-        slot.close()
-        slot.unlink()
-
     def close(self) -> None:
         """Unlink every slot (the parent's mappings stay valid)."""
-        for slot in list(self._known.values()):
-            self._forget(slot)
-        self._free.clear()
+        self._pool.close()
+
+
+class InputSlots:
+    """The parent's input slots: one per batch in flight, given back with its answer."""
+
+    def __init__(self) -> None:
+        self._pool = SlotPool()
+        self._announced: set[str] = set()  # the slots the current child has mapped
+
+    def place(self, payloads: list[dict[str, Any]]) -> tuple[list[Any], InputPlacement | None]:
+        """What to send for ``payloads``: copies in which every large ``bytes`` value is a
+        :class:`Passed` into a slot (``payloads`` themselves stay as they are).
+
+        Raises:
+            OSError: no shared memory could be had for a new slot (``/dev/shm`` full).
+        """
+        found = [
+            (i, key, value)
+            for i, payload in enumerate(payloads)
+            for key, value in payload.items()
+            if type(value) is bytes and len(value) >= PASSED_BYTES
+        ]
+        if not found:
+            return payloads, None
+        total = sum(-(-len(value) // _ALIGN) * _ALIGN for _, _, value in found)
+        slot, _, dropped = self._pool.take(total)
+        self._announced.difference_update(dropped)
+        copies = [dict(payload) for payload in payloads]
+        offset = 0
+        for i, key, value in found:
+            slot.map[offset : offset + len(value)] = value
+            copies[i][key] = Passed(offset, len(value))
+            offset += -(-len(value) // _ALIGN) * _ALIGN
+        new = slot.path not in self._announced
+        self._announced.add(slot.path)
+        return copies, (slot.path, new, dropped)
+
+    def give(self, placement: InputPlacement | None) -> None:
+        """The batch sent with ``placement`` is answered: its slot is free again."""
+        if placement is not None:
+            self._pool.give(placement[0])
+
+    def new_child(self) -> None:
+        """A new child has mapped none of the slots."""
+        self._announced.clear()
+
+    def close(self) -> None:
+        self._pool.close()
+        self._announced.clear()
+
+
+class ChildInputs:
+    """The child's side of the input slots: maps them and reads ``bytes`` back."""
+
+    def __init__(self) -> None:
+        self._mapped: dict[str, Mapped] = {}
+
+    def restore(self, placement: InputPlacement | None, items: list[dict[str, Any]]) -> None:
+        """Replace every :class:`Passed` in ``items`` by its ``bytes``."""
+        if placement is None:
+            return
+        path, new, dropped = placement
+        for old in dropped:
+            gone = self._mapped.pop(old, None)
+            if gone is not None:
+                gone.close()
+        if new or path not in self._mapped:
+            self._mapped[path] = Mapped(path)
+        memory = self._mapped[path].map
+        for item in items:
+            for key, value in item.items():
+                if isinstance(value, Passed):
+                    item[key] = memory[value.offset : value.offset + value.length]
+
+    def close(self) -> None:
+        for mapped in self._mapped.values():
+            mapped.close()
+        self._mapped.clear()
 
 
 class ParentSlots:
