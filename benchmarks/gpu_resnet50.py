@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 import torchweir as tw
+from torchweir.actors.malloc import keep_freed_buffers
 from torchweir.bench import RuntimeTarget, plot, table, to_json
 from torchweir.bench.naive import naive_target
 from torchweir.bench.resnet50 import MEAN, STD, service_graph
@@ -119,6 +120,7 @@ def cpu_decode_ceiling(images: list[bytes], threads: int, seconds: float) -> flo
     """decode+resize+cvtColor (+ to tensor) on ``threads`` threads, no runtime."""
     import cv2
 
+    keep_freed_buffers()  # as a runtime and its process instances have it
     cv2.setNumThreads(1)  # the threads are the parallelism, as in the decode node
     stop = time.perf_counter() + seconds
     counts = [0] * threads
@@ -139,6 +141,7 @@ def cpu_decode_ceiling(images: list[bytes], threads: int, seconds: float) -> flo
 def _decode_in_process(images: list[bytes], start_at: float, seconds: float, out: Any) -> None:
     import cv2
 
+    keep_freed_buffers()  # as a runtime and its process instances have it
     cv2.setNumThreads(1)
     torch.set_num_threads(1)  # one process per core: no OpenMP pools spinning on each other
     for jpeg in images * 3:  # warm up: imports, allocator, caches
