@@ -151,6 +151,22 @@ def test_large_bytes_reach_the_child_intact_also_after_it_is_replaced() -> None:
     assert glob.glob(f"{shm._folder()}/torchweir-{os.getpid()}-*") == []  # closed with it
 
 
+def test_no_shared_memory_for_requests_fails_their_batch_with_a_kernel_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def full(size: int) -> shm.Mapped:
+        raise OSError(28, "No space left on device")
+
+    g = tw.Graph()
+    g.node("echo", ECHO, executor="process", max=1)
+    monkeypatch.setattr(shm.Mapped, "create", full)  # the parent's input slots only
+    big, small = run(g, [b"x" * 10_000, 3])
+    assert isinstance(big, tw.KernelError)
+    assert big.node == "echo"
+    assert "no shared memory for its requests" in str(big)
+    np.testing.assert_array_equal(small, np.full((2, 3), 6, np.float32))
+
+
 def test_closing_the_runtime_stops_the_children() -> None:
     g = tw.Graph()
     g.node("echo", ECHO, instance_num=2, executor="process")
