@@ -159,26 +159,24 @@ def test_large_bytes_travel_in_an_input_slot_and_come_back_as_bytes() -> None:
 
 
 def test_an_input_slot_is_reused_once_its_batch_is_answered() -> None:
-    inputs = InputSlots()
+    inputs, child = InputSlots(), ChildInputs()
     big = [{"data": b"x" * 10_000}]
     _, first = inputs.place(big)
     _, second = inputs.place(big)  # the first batch is still out
     assert first is not None
     assert second is not None
+    child.restore(second, [{}])  # the child maps a slot as its batch arrives
     assert first[0] != second[0]
-    assert first[1]
     inputs.give(first)
     _, third = inputs.place(big)
-    assert third == (first[0], False, [])  # the child has it mapped already
+    assert third == (first[0], [])
     inputs.give(third)
-    inputs.new_child()
-    _, fourth = inputs.place(big)
-    assert fourth is not None
-    assert fourth[1]  # a new child maps it afresh
-    inputs.give(fourth)
     inputs.give(second)
-    _, bigger = inputs.place([{"data": b"y" * (1 << 20)}])  # no free slot fits: one is
-    assert bigger is not None  # replaced, and the child told to unmap it
-    assert len(bigger[2]) == 1
+    sent, bigger = inputs.place([{"data": b"y" * (1 << 20)}])  # no free slot fits: one
+    assert bigger is not None  # is replaced, and the child told to unmap it
+    assert bigger[1] == [second[0]]
     assert len(files()) == 2
+    child.restore(bigger, sent)  # unmaps the dropped one
+    assert sent[0]["data"] == b"y" * (1 << 20)
+    child.close()
     inputs.close()

@@ -42,9 +42,9 @@ from torchweir.actors.request import Token
 from torchweir.actors.shm import (
     ChildInputs,
     ChildSlots,
-    InputPlacement,
     InputSlots,
     ParentSlots,
+    Placement,
     unlink_left_by,
 )
 from torchweir.actors.worker import Errors, item_error, whole_batch_error
@@ -100,7 +100,7 @@ class ProcessWorker:
         self._slots = ParentSlots()
         self._inputs = InputSlots()
         #: batches sent and not yet answered: when, and the input slot they use
-        self._sent: collections.deque[tuple[list[Token], float, InputPlacement | None]] = (
+        self._sent: collections.deque[tuple[list[Token], float, Placement | None]] = (
             collections.deque()
         )
         self._held: list[list[Token]] = []  # while a new child starts
@@ -263,7 +263,6 @@ class ProcessWorker:
             node=self.ctx.node,
         )
         sent, self._sent = self._sent, collections.deque()
-        self._inputs.new_child()
         for batch, sent_at, placement in sent:
             self._inputs.give(placement)
             self._finish(batch, self._failed(batch, lost), sent_at)

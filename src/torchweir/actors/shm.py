@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import glob
+import math
 import mmap
 import os
 import sys
@@ -33,7 +34,6 @@ import numpy as np
 __all__ = [
     "ChildInputs",
     "ChildSlots",
-    "InputPlacement",
     "InputSlots",
     "Mapped",
     "ParentSlots",
@@ -44,13 +44,10 @@ __all__ = [
     "unlink_left_by",
 ]
 
-#: An answer's slot: its path, whether the parent has not mapped it yet, and the paths
-#: of free slots the child has dropped since (to be unmapped).
-Placement = tuple[str, bool, list[str]]
-
-#: A batch's input slot: its path, whether the child has not mapped it yet, and the
-#: paths of input slots dropped since (to be unmapped).
-InputPlacement = tuple[str, bool, list[str]]
+#: Where one batch's arrays or bytes lie: the slot's path (the other process maps a path
+#: it does not know yet), and the paths of free slots dropped since (to be unmapped).
+#: Paths are never reused, so a known path is always the same file.
+Placement = tuple[str, list[str]]
 
 #: ``bytes`` values at least this long go to the child through an input slot.
 PASSED_BYTES = 4096
@@ -90,9 +87,9 @@ class SlotPool:
         self._free: list[Mapped] = []
         self._largest = 0
 
-    def take(self, size: int) -> tuple[Mapped, bool, list[str]]:
-        """A free slot of at least ``size`` bytes, whether it is new, and the paths of
-        free slots dropped to make room (their files are gone).
+    def take(self, size: int) -> tuple[Mapped, list[str]]:
+        """A free slot of at least ``size`` bytes, and the paths of free slots dropped to
+        make room (their files are gone).
 
         Raises:
             OSError: no shared memory could be had for a new slot (``/dev/shm`` full).
@@ -101,7 +98,7 @@ class SlotPool:
         if fitting:
             slot = min(fitting, key=lambda s: s.size)
             self._free.remove(slot)
-            return slot, False, []
+            return slot, []
         dropped = []
         if self._free:
             old = self._free.pop()
@@ -110,7 +107,7 @@ class SlotPool:
         self._largest = max(self._largest, size)
         slot = Mapped.create(max(-(-self._largest // _GRAIN) * _GRAIN, _SMALLEST))
         self._known[slot.path] = slot
-        return slot, True, dropped
+        return slot, dropped
 
     def give(self, path: str) -> None:
         """The slot at ``path`` is free again (unknown paths are ignored)."""
@@ -160,12 +157,12 @@ class ChildSlots:
         for _, _, array, _ in found:
             offsets.append(total)
             total += -(-array.nbytes // _ALIGN) * _ALIGN
-        slot, new, dropped = self._pool.take(total)
+        slot, dropped = self._pool.take(total)
         for (update, key, array, tensor), offset in zip(found, offsets, strict=True):
             target = np.frombuffer(slot.map, array.dtype, array.size, offset)
             target[...] = array.reshape(-1)
             update[key] = Shared(offset, array.dtype.str, tuple(array.shape), tensor)
-        return slot.path, new, dropped
+        return slot.path, dropped
 
     def close(self) -> None:
         """Unlink every slot (the parent's mappings stay valid)."""
@@ -177,9 +174,8 @@ class InputSlots:
 
     def __init__(self) -> None:
         self._pool = SlotPool()
-        self._announced: set[str] = set()  # the slots the current child has mapped
 
-    def place(self, payloads: list[dict[str, Any]]) -> tuple[list[Any], InputPlacement | None]:
+    def place(self, payloads: list[dict[str, Any]]) -> tuple[list[Any], Placement | None]:
         """What to send for ``payloads``: copies in which every large ``bytes`` value is a
         :class:`Passed` into a slot (``payloads`` themselves stay as they are).
 
@@ -195,30 +191,22 @@ class InputSlots:
         if not found:
             return payloads, None
         total = sum(-(-len(value) // _ALIGN) * _ALIGN for _, _, value in found)
-        slot, _, dropped = self._pool.take(total)
-        self._announced.difference_update(dropped)
+        slot, dropped = self._pool.take(total)
         copies = [dict(payload) for payload in payloads]
         offset = 0
         for i, key, value in found:
             slot.map[offset : offset + len(value)] = value
             copies[i][key] = Passed(offset, len(value))
             offset += -(-len(value) // _ALIGN) * _ALIGN
-        new = slot.path not in self._announced
-        self._announced.add(slot.path)
-        return copies, (slot.path, new, dropped)
+        return copies, (slot.path, dropped)
 
-    def give(self, placement: InputPlacement | None) -> None:
+    def give(self, placement: Placement | None) -> None:
         """The batch sent with ``placement`` is answered: its slot is free again."""
         if placement is not None:
             self._pool.give(placement[0])
 
-    def new_child(self) -> None:
-        """A new child has mapped none of the slots."""
-        self._announced.clear()
-
     def close(self) -> None:
         self._pool.close()
-        self._announced.clear()
 
 
 class ChildInputs:
@@ -227,16 +215,16 @@ class ChildInputs:
     def __init__(self) -> None:
         self._mapped: dict[str, Mapped] = {}
 
-    def restore(self, placement: InputPlacement | None, items: list[dict[str, Any]]) -> None:
+    def restore(self, placement: Placement | None, items: list[dict[str, Any]]) -> None:
         """Replace every :class:`Passed` in ``items`` by its ``bytes``."""
         if placement is None:
             return
-        path, new, dropped = placement
+        path, dropped = placement
         for old in dropped:
             gone = self._mapped.pop(old, None)
             if gone is not None:
                 gone.close()
-        if new or path not in self._mapped:
+        if path not in self._mapped:
             self._mapped[path] = Mapped(path)
         memory = self._mapped[path].map
         for item in items:
@@ -264,10 +252,10 @@ class ParentSlots:
 
     def views(self, placement: Placement, updates: list[dict[str, Any]]) -> None:
         """Replace every :class:`Shared` in ``updates`` by a view of its slot."""
-        path, new, dropped = placement
+        path, dropped = placement
         for old in dropped:
             self._mapped.pop(old, None)  # unmapped once its (dead) views are collected
-        if new:
+        if path not in self._mapped:
             self._mapped[path] = Mapped(path)
         base = np.frombuffer(self._mapped[path].map, np.uint8)
         weakref.finalize(base, self._released.append, path).atexit = False
@@ -284,17 +272,15 @@ class ParentSlots:
                 released.append(self._released.popleft())
         return released
 
-    def forget(self) -> list[str]:
-        """Drop every mapping (views keep theirs alive); returns the slots' paths."""
-        paths = list(self._mapped)
+    def forget(self) -> None:
+        """Drop every mapping (views keep theirs alive): the child is gone."""
         self._mapped.clear()
         self._released.clear()
-        return paths
 
 
 def _view(base: np.ndarray, shared: Shared) -> Any:
     dtype = np.dtype(shared.dtype)
-    size = int(np.prod(shared.shape, dtype=np.int64)) * dtype.itemsize
+    size = math.prod(shared.shape) * dtype.itemsize
     array = base[shared.offset : shared.offset + size].view(dtype).reshape(shared.shape)
     if shared.tensor:
         import torch
@@ -320,8 +306,8 @@ class Mapped:
     memory: shared memory without multiprocessing's resource tracker, which would start
     a tracker process per child and unlink the memory when the parent merely detaches.
 
-    It is never closed explicitly on the parent's side: views of it may outlive the
-    worker, and the mapping goes when the last of them does.
+    The parent never closes a child's slot: views of it may outlive the worker, and
+    the mapping goes when the last of them does.
     """
 
     def __init__(self, path: str, size: int = 0) -> None:
