@@ -7,7 +7,11 @@ import glob
 import os
 import pickle
 import platform
+import socket
+import sys
+import threading
 import time
+from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
@@ -204,3 +208,38 @@ def test_a_kernel_that_fails_setup_in_its_child_fails_the_start() -> None:
     g.node("n", "tests.actors.process_kernels:FailsSetup", executor="process")
     with pytest.raises(tw.ConfigError, match="no model for instance 0"):
         asyncio.run(tw.Runtime(g).start())
+
+
+def test_a_child_whose_request_memory_is_gone_fails_that_batch_and_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import cv2
+
+    from torchweir.actors.process import child_main
+
+    threads = torch.get_num_threads(), cv2.getNumThreads()
+    ours, theirs = socket.socketpair()
+    monkeypatch.setattr(sys, "argv", ["child", str(theirs.detach())])  # the child's fd
+    child = threading.Thread(target=child_main)  # in this process: same code, no spawn
+    child.start()
+    conn = Connection(ours.detach())
+    try:
+        conn.send_bytes(pickle.dumps((Echo, InstanceContext("echo"), True)))
+        assert pickle.loads(conn.recv_bytes()) == ("ready", None)
+        gone = f"{shm._folder()}/torchweir-{os.getpid()}-gone"
+        conn.send_bytes(pickle.dumps(([], (gone, []), [{"data": shm.Passed(0, 5000)}])))
+        kind, error = pickle.loads(conn.recv_bytes())
+        assert kind == "raised"
+        assert isinstance(error, tw.KernelError)
+        assert "cannot read its requests' memory" in str(error)
+        conn.send_bytes(pickle.dumps(([], None, [{"data": 4}])))  # the next batch runs
+        kind, (errors, updates, _) = pickle.loads(conn.recv_bytes())
+        assert kind == "done"
+        assert errors is None
+        assert updates[0]["pid"] == os.getpid()
+    finally:
+        conn.close()  # the child sees EOF and returns
+        child.join(10)
+        torch.set_num_threads(threads[0])
+        cv2.setNumThreads(threads[1])
+    assert not child.is_alive()

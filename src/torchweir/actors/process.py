@@ -382,8 +382,16 @@ def child_main() -> None:
             except (EOFError, OSError):
                 return  # the parent closed the pipe or exited
             slots.release(released)
-            inputs.restore(placement, items)
-            conn.send_bytes(_answer(kernel, items, slots, send_data))
+            try:
+                inputs.restore(placement, items)
+            except OSError as exc:  # its input slot is gone: the parent is stopping
+                answer = _raised(KernelError(f"cannot read its requests' memory: {exc}"))
+            else:
+                answer = _answer(kernel, items, slots, send_data)
+            try:
+                conn.send_bytes(answer)
+            except OSError:
+                return  # the parent closed the pipe or exited
     finally:
         slots.close()
         inputs.close()
@@ -407,7 +415,7 @@ def _answer(
     try:
         errors = kernel.forward(items)
     except Exception as exc:
-        return pickle.dumps(("raised", _picklable(exc)))
+        return _raised(exc)
     updates = [
         {k: v for k, v in item.items() if not (k == "data" and (v is data or not send_data))}
         for item, data in zip(items, originals, strict=True)
@@ -415,11 +423,16 @@ def _answer(
     try:
         placement = slots.store(updates)
     except OSError as exc:
-        return pickle.dumps(("raised", KernelError(f"no shared memory for its answer: {exc}")))
+        return _raised(KernelError(f"no shared memory for its answer: {exc}"))
     picklable_errors = None if errors is None else [_picklable(e) for e in errors]
     return pickle.dumps(
         ("done", (picklable_errors, updates, placement)), protocol=pickle.HIGHEST_PROTOCOL
     )
+
+
+def _raised(error: BaseException) -> bytes:
+    """The answer for a batch that failed as a whole."""
+    return pickle.dumps(("raised", _picklable(error)))
 
 
 def _picklable(error: BaseException | None) -> BaseException | None:
