@@ -83,3 +83,13 @@ def recording_kernel(
         return out
 
     return tw.kernel(run, max=max)
+
+
+def slot_files(pid: int) -> list[str]:
+    """The shared-memory slot files of process ``pid`` (torchweir.actors.shm)."""
+    import glob
+    import os
+
+    from torchweir.actors import shm
+
+    return [p for f in shm._folders() for p in glob.glob(os.path.join(f, f"torchweir-{pid}-*"))]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import glob
 import os
 import pickle
 import platform
@@ -18,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 from tests.actors.process_kernels import Echo, Rewrites
-from tests.helpers import token
+from tests.helpers import slot_files, token
 
 import torchweir as tw
 from torchweir.actors import shm
@@ -135,7 +134,7 @@ def test_a_child_that_dies_fails_its_batch_only_and_is_replaced() -> None:
     g.node("echo", ECHO, executor="process", max=1)
     first, crashed, after, bad = run(g, [{"data": 1}, "crash", 3, "bad"])
     np.testing.assert_array_equal(first["result"], np.full((2, 3), 2, np.float32))
-    assert glob.glob(f"{shm._folder()}/torchweir-{first['pid']}-*") == []  # its slots
+    assert slot_files(first["pid"]) == []
     assert isinstance(crashed, tw.KernelError)
     assert "worker process died (exit code -9)" in str(crashed)
     assert crashed.node == "echo"
@@ -152,7 +151,7 @@ def test_large_bytes_reach_the_child_intact_also_after_it_is_replaced() -> None:
     for out, blob in zip([first, *rest], [*blobs, blobs[0]], strict=True):
         expected = 2 * (len(blob) + sum(blob))
         np.testing.assert_array_equal(out, np.full((2, 3), expected, np.float32))
-    assert glob.glob(f"{shm._folder()}/torchweir-{os.getpid()}-*") == []  # closed with it
+    assert slot_files(os.getpid()) == []  # the input slots went with the runtime
 
 
 def test_no_shared_memory_for_requests_fails_their_batch_with_a_kernel_error(
@@ -226,7 +225,7 @@ def test_a_child_whose_request_memory_is_gone_fails_that_batch_and_goes_on(
     try:
         conn.send_bytes(pickle.dumps((Echo, InstanceContext("echo"), True)))
         assert pickle.loads(conn.recv_bytes()) == ("ready", None)
-        gone = f"{shm._folder()}/torchweir-{os.getpid()}-gone"
+        gone = f"{shm._folders()[0]}/torchweir-{os.getpid()}-gone"
         conn.send_bytes(pickle.dumps(([], (gone, []), [{"data": shm.Passed(0, 5000)}])))
         kind, error = pickle.loads(conn.recv_bytes())
         assert kind == "raised"

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import gc
-import glob
 import os
 import pickle
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from tests.helpers import slot_files
 
 from torchweir.actors import process, shm
 from torchweir.actors.shm import (
@@ -30,7 +32,7 @@ from torchweir.kernels.base import Kernel, Outcome, Payload
 
 def files() -> list[str]:
     """This process's slot files."""
-    return glob.glob(os.path.join(shm._folder(), f"torchweir-{os.getpid()}-*"))
+    return slot_files(os.getpid())
 
 
 def answer(child: ChildSlots, parent: ParentSlots, values: list[Any]) -> list[Any]:
@@ -180,3 +182,28 @@ def test_an_input_slot_is_reused_once_its_batch_is_answered() -> None:
     assert sent[0]["data"] == b"y" * (1 << 20)
     child.close()
     inputs.close()
+
+
+def test_a_full_dev_shm_sends_slots_to_the_next_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    full, roomy = tmp_path / "shm", tmp_path / "tmp"
+    full.mkdir()
+    roomy.mkdir()
+    monkeypatch.setattr(shm, "_folders", lambda: [str(full), str(roomy)])
+    reserve = shm._reserve
+
+    def reserve_once_full(fd: int, size: int) -> None:
+        if not calls:
+            calls.append(size)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        reserve(fd, size)
+
+    calls: list[int] = []
+    monkeypatch.setattr(shm, "_reserve", reserve_once_full)
+    slot = Mapped.create(1 << 16)
+    assert os.path.dirname(slot.path) == str(roomy)
+    assert list(full.iterdir()) == []  # the failed file is gone
+    unlink_left_by(os.getpid())
+    assert list(roomy.iterdir()) == []
+    slot.close()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import glob
 import math
 import mmap
@@ -330,8 +331,23 @@ class Mapped:
     @classmethod
     def create(cls, size: int) -> Mapped:
         """A new file named after this process, so that its parent can find what is
-        left when it dies (:func:`unlink_left_by`)."""
-        return cls(os.path.join(_folder(), f"torchweir-{os.getpid()}-{uuid.uuid4().hex}"), size)
+        left when it dies (:func:`unlink_left_by`).
+
+        Where ``/dev/shm`` is full (containers often give it 64 MiB), the file goes to
+        the temp folder: still memory shared by mapping, backed by the page cache.
+
+        Raises:
+            OSError: neither folder has room.
+        """
+        name = f"torchweir-{os.getpid()}-{uuid.uuid4().hex}"
+        *preferred, last = _folders()
+        for folder in preferred:
+            try:
+                return cls(os.path.join(folder, name), size)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+        return cls(os.path.join(last, name), size)
 
     def close(self) -> None:
         self.map.close()
@@ -343,9 +359,10 @@ class Mapped:
 
 def unlink_left_by(pid: int) -> None:
     """Remove the shared-memory files of a child that died without cleaning up."""
-    for path in glob.glob(os.path.join(_folder(), f"torchweir-{pid}-*")):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+    for folder in _folders():
+        for path in glob.glob(os.path.join(folder, f"torchweir-{pid}-*")):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
 
 
 def _reserve(fd: int, size: int) -> None:
@@ -357,5 +374,7 @@ def _reserve(fd: int, size: int) -> None:
         os.ftruncate(fd, size)
 
 
-def _folder() -> str:
-    return "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+def _folders() -> list[str]:
+    """Where slots go, in order of preference: RAM on Linux, then the temp folder."""
+    shm = ["/dev/shm"] if os.path.isdir("/dev/shm") else []
+    return [*shm, tempfile.gettempdir()]
