@@ -114,11 +114,11 @@ def _device_id(spec: NodeSpec) -> int | None:
 def data_read_after(graph: GraphSpec, name: str) -> bool:
     """Whether anything after node ``name`` may read the ``data`` its kernel leaves.
 
-    Only the default hop reads it not: a child with the ``swap`` filter and one parent
-    overwrites ``data`` with ``result``, and a leaf's caller gets ``result`` (or its own
-    input dict). A filter, a ``map``, a join, or a ``map`` further on that names the node
-    may read it. A process instance need not send back what nothing reads (a decode
-    node's last ``data`` is the decoded image, four times the size of its result).
+    The default hop does not: a child with the ``swap`` filter and one parent overwrites
+    ``data`` with ``result``, and a leaf's caller gets ``result`` (or its own input dict).
+    A filter, a ``map``, a join, or a ``map`` further on that names the node may. A
+    process instance need not send back what nothing reads (a decode node's last
+    ``data`` is the decoded image, four times the size of its result).
     """
     parents = graph.parents()
     for child in graph.children()[name]:
