@@ -23,7 +23,7 @@ from torchweir.actors.routing import Fold, Links, route
 from torchweir.actors.worker import InstanceWorker
 from torchweir.errors import ConfigError
 from torchweir.graphs.backend import Backend, parse_backend
-from torchweir.graphs.mapping import parse_map
+from torchweir.graphs.mapping import MapRule, parse_map
 from torchweir.graphs.spec import GraphSpec, NodeSpec
 from torchweir.graphs.topology import Region, reachable, serial_region, subgraph_region
 from torchweir.kernels import filters, registry
@@ -125,12 +125,22 @@ def data_read_after(graph: GraphSpec, name: str) -> bool:
         spec = graph.node(child)
         if spec.filter or spec.map or len(parents[child]) > 1:
             return True
-    return any(
-        source == name
-        for spec in graph.nodes
-        if spec.map
-        for source, _ in parse_map(spec.map, node=spec.name)
-    )
+    return name in _read_by_map(_map_rules(graph), parents)
+
+
+def _map_rules(graph: GraphSpec) -> dict[str, tuple[MapRule, ...]]:
+    return {spec.name: parse_map(spec.map, node=spec.name) for spec in graph.nodes if spec.map}
+
+
+def _read_by_map(rules: dict[str, tuple[MapRule, ...]], parents: dict[str, list[str]]) -> set[str]:
+    """The nodes a ``map`` names further on than its own parents: their outputs are kept
+    for it."""
+    return {
+        source
+        for name, node_rules in rules.items()
+        for source, _ in node_rules
+        if source and source not in parents[name]
+    }
 
 
 def _workers(
@@ -229,13 +239,8 @@ def _wire(graph: GraphSpec, actors: dict[str, Actor]) -> None:
     children, parents = graph.children(), graph.parents()
     below = {name: reachable(children, name) for name in graph.names}
     above = {name: reachable(parents, name) for name in graph.names}
-    rules = {spec.name: parse_map(spec.map, node=spec.name) for spec in graph.nodes if spec.map}
-    read_by_map = {
-        source
-        for name, node_rules in rules.items()
-        for source, _ in node_rules
-        if source and source not in parents[name]
-    }
+    rules = _map_rules(graph)
+    read_by_map = _read_by_map(rules, parents)
 
     def fold(region: Region) -> Fold:
         folded, exits = region
