@@ -211,12 +211,8 @@ async def one(name: str, args: argparse.Namespace, images: list[bytes]) -> dict[
     return report
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", default="service,decode-only,model-only,identity")
-    parser.add_argument("--clients", type=int, default=256)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--warmup", type=float, default=2.0)
+def add_service_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that shape the service graph (read by :func:`variant_graph`)."""
     parser.add_argument("--decode", default="gpu", choices=("cpu", "gpu"))
     parser.add_argument("--decode-instances", type=int, default=0)
     parser.add_argument("--model-instances", type=int, default=2)
@@ -229,6 +225,15 @@ def main() -> None:
     )
     parser.add_argument("--model-compile", default="", help="a torch.compile mode")
     parser.add_argument("--compile-dynamic", action="store_true")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", default="service,decode-only,model-only,identity")
+    parser.add_argument("--clients", type=int, default=256)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    add_service_arguments(parser)
     parser.add_argument("--switch-interval", type=float, default=0.0005)
     parser.add_argument(
         "--timeline", type=float, default=0.0, help="seconds of GPU kernel timeline after"
