@@ -250,7 +250,10 @@ class DecodeTensor(Kernel):
         import torch
         from torchvision.io import ImageReadMode, decode_jpeg
 
-        encoded = [torch.frombuffer(bytearray(buf), dtype=torch.uint8) for _, buf, _ in checked]
+        # one host tensor for the batch, cut into views: two torch calls, not one per image
+        # (each call may wait for the GIL under load; benchmarks/gil_release_probe.py)
+        blob = torch.frombuffer(bytearray().join(buf for _, buf, _ in checked), dtype=torch.uint8)
+        encoded = list(torch.split(blob, [len(buf) for _, buf, _ in checked]))
         try:
             images = decode_jpeg(encoded, mode=ImageReadMode.RGB, device=self._device)
         except RuntimeError:
