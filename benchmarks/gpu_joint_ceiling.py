@@ -54,6 +54,18 @@ class Stage:
     def snapshot(self) -> tuple[int, int, float, float]:
         return sum(self.batches), sum(self.images), sum(self.busy_s), sum(self.wait_s)
 
+    def run(
+        self, index: int, kernel: Any, binding: CudaBinding, ctx: Any, items: list[Any]
+    ) -> None:
+        """One batch as an instance thread runs it: forward on its stream, then the wait."""
+        began = time.perf_counter()
+        with binding.batch_scope(ctx):
+            assert kernel.forward(items) is None
+        binding.complete(ctx)
+        self.busy_s[index] += time.perf_counter() - began
+        self.batches[index] += 1
+        self.images[index] += len(items)
+
 
 class Split:
     """Where a decode instance's batch goes: per-thread seconds in ``decode_jpeg`` (nvJPEG
@@ -167,13 +179,7 @@ def joint_rate(
             while not stop.is_set():
                 items = [{"data": images[(offset + k) % len(images)]} for k in range(n)]
                 offset += n
-                began = time.perf_counter()
-                with binding.batch_scope(ctx):
-                    assert kernel.forward(items) is None
-                binding.complete(ctx)
-                decode.busy_s[index] += time.perf_counter() - began
-                decode.batches[index] += 1
-                decode.images[index] += n
+                decode.run(index, kernel, binding, ctx, items)
                 for item in items:
                     item["data"] = item.pop("result")
                 began = time.perf_counter()
@@ -212,13 +218,7 @@ def joint_rate(
                         break
                     items += more
                 model.wait_s[index] += time.perf_counter() - began
-                began = time.perf_counter()
-                with binding.batch_scope(ctx):
-                    assert kernel.forward(items) is None
-                binding.complete(ctx)
-                model.busy_s[index] += time.perf_counter() - began
-                model.batches[index] += 1
-                model.images[index] += len(items)
+                model.run(index, kernel, binding, ctx, items)
         except BaseException as exc:
             fail(exc)
 
