@@ -98,6 +98,7 @@ class DecodeTensor(Kernel):
         self.decoder = decoder
         self.nvjpeg_handle = nvjpeg_handle
         self._device: Any = None
+        self._ops: Any = None  # batch_ops.BatchOps, set below once torch is known to import
         self._nvjpeg: BatchDecoder | None = None
         self._last: Any = None  # an event after the previous hardware batch
         self._in_flight: Any = None  # the device buffer that batch writes, kept alive
@@ -112,6 +113,9 @@ class DecodeTensor(Kernel):
                 "DecodeTensor needs torchvision with CUDA (nvJPEG); install torchvision, or "
                 "decode on the CPU with DecodeMat"
             ) from exc
+        from torchweir.kernels.gpu.batch_ops import batch_ops
+
+        self._ops = batch_ops()
 
     def setup(self, ctx: InstanceContext) -> Kernel:
         import torch
@@ -125,6 +129,7 @@ class DecodeTensor(Kernel):
             self.nvjpeg_handle,
         )
         copy._device = torch.device(ctx.device)
+        copy._ops = self._ops
         if self.decoder == "nvjpeg" or (self.decoder == "auto" and torch.cuda.device_count() > 1):
             index = copy._device.index
             try:
@@ -191,15 +196,19 @@ class DecodeTensor(Kernel):
             return rest
         if self._last is not None:  # the decoder's state is reused: the last batch must be done
             self._last.synchronize()
-        sizes = [3 * h.width * h.height for _, _, h in supported]
-        flat = torch.empty(sum(sizes), dtype=torch.uint8, device=self._device)
+        heights = [h.height for _, _, h in supported]
+        widths = [h.width for _, _, h in supported]
+        flat = torch.empty(
+            3 * sum(h * w for h, w in zip(heights, widths, strict=True)),
+            dtype=torch.uint8,
+            device=self._device,
+        )
+        images = self._ops.plane_views(flat, heights, widths)
         address = flat.data_ptr()
         planes: list[list[tuple[int, int]]] = []
-        images: list[Any] = []
-        for (_, _, h), chunk in zip(supported, torch.split(flat, sizes), strict=True):
-            plane = h.width * h.height
-            planes.append([(address + c * plane, h.width) for c in range(3)])
-            images.append(chunk.view(1, 3, h.height, h.width))
+        for height, width in zip(heights, widths, strict=True):
+            plane = width * height
+            planes.append([(address + c * plane, width) for c in range(3)])
             address += 3 * plane
         sources = self._pinned([buf for _, buf, _ in supported])
         stream = torch.cuda.current_stream(self._device).cuda_stream
@@ -218,8 +227,7 @@ class DecodeTensor(Kernel):
         self._last = torch.cuda.Event()  # type: ignore[no-untyped-call]
         self._last.record()
         self._in_flight = flat
-        for k in decoded:
-            self._store(items[supported[k][0]], images[k], self.color)
+        self._store(items, [supported[k][0] for k in decoded], [images[k] for k in decoded], False)
         return rest
 
     def _pinned(self, encoded: list[bytes]) -> list[tuple[int, int]]:
@@ -261,9 +269,12 @@ class DecodeTensor(Kernel):
                 self._decode_one(data, errors, i)
                 for data, (i, _, _) in zip(encoded, checked, strict=True)
             ]
-        for image, (i, _, _) in zip(images, checked, strict=True):
-            if image is not None:
-                self._store(items[i], image[None], "rgb")
+        done = [
+            (i, image)
+            for (i, _, _), image in zip(checked, images, strict=True)
+            if image is not None
+        ]
+        self._store(items, [i for i, _ in done], [image for _, image in done], self.color != "rgb")
 
     def _decode_one(self, data: Any, errors: list[BaseException | None], i: int) -> Any:
         from torchvision.io import ImageReadMode, decode_jpeg
@@ -274,9 +285,14 @@ class DecodeTensor(Kernel):
             errors[i] = InputError(f"nvJPEG cannot decode this image: {exc}")
             return None
 
-    def _store(self, item: Payload, image: Any, order: str) -> None:
-        """``image`` is 1 x 3 x H x W in colour ``order``."""
-        if order != self.color:
-            image = image.flip(1)
-        item["result"] = image[0].permute(1, 2, 0) if self.data_format == "hwc" else image
-        item["color"] = self.color
+    def _store(
+        self, items: list[Payload], owners: list[int], images: list[Any], flip: bool
+    ) -> None:
+        """``images`` (3 x H x W, decoded for ``items[owners[k]]``) become their results in
+        this node's layout, reversing the channel order with ``flip``: one call per batch."""
+        if not images:
+            return
+        rows = self._ops.as_rows(images, flip, self.data_format == "hwc")
+        for i, row in zip(owners, rows, strict=True):
+            items[i]["result"] = row
+            items[i]["color"] = self.color

@@ -3,11 +3,13 @@
 They run on the instance's own CUDA stream (made current by its binding). ``ResizeTensor``
 batches work by image size: all images of one size are resized with one stacked
 ``interpolate`` call, so a batch of photos from a few camera sizes costs a few launches,
-not one per image.
+not one per image, and the whole batch is one TorchScript call (:mod:`.batch_ops`), so
+its thread waits for the GIL once per batch, not once per op.
 """
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from torchweir.errors import InputError
@@ -17,17 +19,23 @@ from torchweir.kernels.registry import register_kernel, registered
 __all__ = ["CpuTensor", "CropTensor", "GpuTensor", "PadTensor", "ResizeTensor", "cvtColorTensor"]
 
 
-def _as_nchw(data: Any) -> Any:
-    """A 1 x C x H x W view of a CHW or 1CHW tensor; InputError for anything else."""
+def _chw(data: Any) -> tuple[int, int, int]:
+    """C, H and W of a CHW or 1CHW tensor (read with no torch call); InputError otherwise."""
     import torch
 
     if not isinstance(data, torch.Tensor):
         raise InputError(f"expected an image tensor, got {type(data).__name__}")
-    if data.dim() == 3:
-        return data[None]
-    if data.dim() == 4 and data.shape[0] == 1:
-        return data
-    raise InputError(f"expected a C x H x W or 1 x C x H x W tensor, got shape {tuple(data.shape)}")
+    shape = tuple(data.shape)
+    if len(shape) == 3 or (len(shape) == 4 and shape[0] == 1):
+        channels, height, width = shape[-3:]
+        return channels, height, width
+    raise InputError(f"expected a C x H x W or 1 x C x H x W tensor, got shape {shape}")
+
+
+def _as_nchw(data: Any) -> Any:
+    """A 1 x C x H x W view of a CHW or 1CHW tensor; InputError for anything else."""
+    _chw(data)
+    return data[None] if data.dim() == 3 else data
 
 
 @registered("ResizeTensor")
@@ -47,36 +55,31 @@ class ResizeTensor(Kernel):
                 raise ValueError(f"{name} must be in 1..1048576, got {value}")
         self.size = (resize_h, resize_w)
         self.max_batch = max_batch
+        from torchweir.kernels.gpu.batch_ops import batch_ops
+
+        # compiled here, on the thread that builds the graph, not in the first batch
+        self._ops = batch_ops()
 
     def forward(self, items: list[Payload]) -> Outcome:
-        import torch
-        import torch.nn.functional as F
-
         errors: list[BaseException | None] = [None] * len(items)
-        groups: dict[tuple[Any, ...], list[int]] = {}
-        images: dict[int, Any] = {}
+        images: list[Any] = []
+        owners: list[int] = []  # the item of each image
+        groups: dict[tuple[Any, ...], list[int]] = {}  # shape, dtype, device -> images
         for i, item in enumerate(items):
+            data = item["data"]
             try:
-                image = _as_nchw(item["data"])
+                shape = _chw(data)
             except InputError as exc:
                 errors[i] = exc
                 continue
-            images[i] = image
-            groups.setdefault((tuple(image.shape[1:]), image.dtype, image.device), []).append(i)
-        for members in groups.values():
-            stacked = torch.cat([images[i] for i in members])
-            out = F.interpolate(
-                stacked.float(),
-                size=self.size,
-                mode="bilinear",
-                align_corners=False,
-                antialias=False,
-            )
-            if stacked.dtype == torch.uint8:  # bilinear weights are convex: no clamp needed
-                out = out.round_().to(torch.uint8)
-            rows = torch.split(out, 1)  # one op for all the rows
-            for i, row in zip(members, rows, strict=True):
-                items[i]["result"] = row
+            groups.setdefault((shape, data.dtype, data.device), []).append(len(images))
+            images.append(data)
+            owners.append(i)
+        if images:
+            members = list(groups.values())
+            rows = self._ops.resize_groups(images, members, *self.size)
+            for k, row in zip(itertools.chain.from_iterable(members), rows, strict=True):
+                items[owners[k]]["result"] = row
         return errors if any(e is not None for e in errors) else None
 
 

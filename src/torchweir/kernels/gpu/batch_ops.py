@@ -1,0 +1,131 @@
+"""The GPU kernels' per-batch tensor work, each function one TorchScript call.
+
+Every torch call made from Python lets go of the GIL and has to win it back. Beside a
+thread busy in Python (the event loop, another instance), winning it back can take a
+whole switch interval: on an H200 under load, ``x[None]`` on a CUDA tensor went from 2 to
+113 µs and ``F.interpolate`` from 11 to 757 µs (``benchmarks/gil_release_probe.py``). A
+kernel that makes a call per image per op pays that per image: in the ResNet-50 service
+the resize of a 64-image batch took 3.3 ms against 1.3 ms in plain threads
+(``benchmarks/results/h200-2026-11-21i``). A TorchScript function runs its whole body in
+C++ with the GIL released, so a batch pays the round trip once.
+
+``torch.jit.script`` is deprecated (torch 2.13 warns) and has no successor for this:
+``torch.compile``'s output is driven from Python. Where scripting is gone or fails, the
+same functions run as plain Python, with the same results and one GIL round trip per op.
+Scripted functions run unoptimised: the optimising executor would specialise on each
+batch's shapes and fuse the rounding, for no gain here.
+
+This module imports torch; the kernels import it lazily.
+"""
+
+import logging
+import threading
+import warnings
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["BatchOps", "as_rows", "batch_ops", "plane_views", "resize_groups"]
+
+_log = logging.getLogger("torchweir.kernels")
+
+
+def resize_groups(
+    images: list[torch.Tensor], groups: list[list[int]], height: int, width: int
+) -> list[torch.Tensor]:
+    """Bilinear resize (half-pixel centres, no antialias: OpenCV's ``INTER_LINEAR``).
+
+    ``images`` are C x H x W or 1 x C x H x W; each group lists the indices of images of
+    one shape, dtype and device, resized with one stacked ``interpolate``. Returns
+    1 x C x ``height`` x ``width`` rows in group order. ``uint8`` stays ``uint8``, rounded.
+    """
+    rows: list[torch.Tensor] = []
+    for members in groups:
+        stacked = torch.cat(
+            [images[i] if images[i].dim() == 4 else images[i].unsqueeze(0) for i in members]
+        )
+        out = F.interpolate(
+            stacked.float(),
+            size=[height, width],
+            mode="bilinear",
+            align_corners=False,
+            antialias=False,
+        )
+        if stacked.dtype == torch.uint8:  # bilinear weights are convex: no clamp needed
+            out = out.round_().to(torch.uint8)
+        rows.extend(torch.split(out, 1))
+    return rows
+
+
+def as_rows(images: list[torch.Tensor], flip: bool, hwc: bool) -> list[torch.Tensor]:
+    """Decoded 3 x H x W (or 1 x 3 x H x W) images as a node's rows: 1 x 3 x H x W, or
+    H x W x 3 views with ``hwc``; the channel order reversed with ``flip``."""
+    rows: list[torch.Tensor] = []
+    for image in images:
+        if image.dim() == 3:
+            image = image.unsqueeze(0)
+        if flip:
+            image = image.flip(1)
+        rows.append(image[0].permute(1, 2, 0) if hwc else image)
+    return rows
+
+
+def plane_views(flat: torch.Tensor, heights: list[int], widths: list[int]) -> list[torch.Tensor]:
+    """``flat`` cut into consecutive 3 x H x W planar images of the given sizes."""
+    sizes = [3 * heights[k] * widths[k] for k in range(len(heights))]
+    chunks = torch.split(flat, sizes)
+    return [chunks[k].view(3, heights[k], widths[k]) for k in range(len(sizes))]
+
+
+class BatchOps(NamedTuple):
+    """The three functions as the kernels call them."""
+
+    resize_groups: Callable[..., list[torch.Tensor]]
+    as_rows: Callable[..., list[torch.Tensor]]
+    plane_views: Callable[..., list[torch.Tensor]]
+    #: Whether all three run as TorchScript (False: as Python, where scripting failed).
+    scripted: bool
+
+
+_lock = threading.Lock()
+
+
+def batch_ops() -> BatchOps:
+    """The functions compiled by TorchScript, once per process (the first call takes
+    about a tenth of a second: kernels call it while the graph is built)."""
+    global _compiled
+    with _lock:
+        if _compiled is None:
+            (resize, resized), (rows, rowed), (views, viewed) = (
+                _scripted(fn) for fn in (resize_groups, as_rows, plane_views)
+            )
+            _compiled = BatchOps(resize, rows, views, resized and rowed and viewed)
+        return _compiled
+
+
+_compiled: BatchOps | None = None
+
+
+def _scripted(fn: Callable[..., Any]) -> tuple[Callable[..., Any], bool]:
+    """``fn`` compiled by TorchScript, or ``fn`` itself (and False) where that fails."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r".*torch\.jit\.script.*deprecated", DeprecationWarning)
+        try:
+            compiled = torch.jit.script(fn)
+        except Exception as exc:  # any failure leaves the eager function, which is correct
+            _log.warning(
+                "TorchScript cannot compile %s (%s: %s); GPU kernels run it as Python, "
+                "one GIL round trip per tensor op",
+                fn.__name__,
+                type(exc).__name__,
+                exc,
+            )
+            return fn, False
+
+    def unoptimised(*args: Any) -> Any:
+        with torch.jit.optimized_execution(False):  # type: ignore[attr-defined]
+            return compiled(*args)  # the flag is per thread
+
+    return unoptimised, True

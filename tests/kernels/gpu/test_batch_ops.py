@@ -1,0 +1,140 @@
+"""The GPU kernels' batch functions and ``ResizeTensor``, run on CPU tensors (no GPU needed)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from torchweir.errors import InputError
+from torchweir.kernels.gpu import ResizeTensor
+from torchweir.kernels.gpu import batch_ops as module
+from torchweir.kernels.gpu.batch_ops import as_rows, batch_ops, plane_views, resize_groups
+
+
+def images(seed: int = 0) -> list[torch.Tensor]:
+    """Mixed shapes, layouts and dtypes, as a batch of decoded photos can be."""
+    g = torch.Generator().manual_seed(seed)
+    return [
+        torch.randint(0, 256, (3, 40, 50), generator=g, dtype=torch.uint8),
+        torch.randint(0, 256, (1, 3, 31, 17), generator=g, dtype=torch.uint8),
+        torch.randint(0, 256, (1, 3, 40, 50), generator=g, dtype=torch.uint8),
+        torch.rand((3, 40, 50), generator=g),
+        torch.randint(0, 256, (3, 31, 17), generator=g, dtype=torch.uint8),
+    ]
+
+
+def reference_resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    out = F.interpolate(
+        image.reshape(1, *image.shape[-3:]).float(), size=size, mode="bilinear", align_corners=False
+    )
+    return out.round().to(torch.uint8) if image.dtype == torch.uint8 else out
+
+
+def test_the_batch_functions_compile_as_torchscript_on_this_torch() -> None:
+    ops = batch_ops()
+    assert ops.scripted
+    assert batch_ops() is ops  # compiled once per process
+
+
+def test_scripted_and_python_batch_functions_give_the_same_tensors() -> None:
+    ops = batch_ops()
+    xs = images()
+    groups = [[0, 2], [1, 4], [3]]
+    for got, want in zip(
+        ops.resize_groups(xs, groups, 24, 20), resize_groups(xs, groups, 24, 20), strict=True
+    ):
+        assert got.dtype == want.dtype
+        assert torch.equal(got, want)
+    uint8 = [xs[0], xs[1], xs[4]]
+    for flip in (False, True):
+        for hwc in (False, True):
+            for got, want in zip(
+                ops.as_rows(uint8, flip, hwc), as_rows(uint8, flip, hwc), strict=True
+            ):
+                assert torch.equal(got, want)
+    flat = torch.arange(3 * 2 * 3 + 3 * 4 * 5, dtype=torch.uint8)
+    for got, want in zip(
+        ops.plane_views(flat, [2, 4], [3, 5]), plane_views(flat, [2, 4], [3, 5]), strict=True
+    ):
+        assert torch.equal(got, want)
+
+
+def test_as_rows_lays_out_flips_and_keeps_views() -> None:
+    image = torch.arange(3 * 2 * 4, dtype=torch.uint8).reshape(3, 2, 4)
+    [nchw] = batch_ops().as_rows([image], False, False)
+    assert nchw.shape == (1, 3, 2, 4)
+    assert nchw.data_ptr() == image.data_ptr()
+    [hwc] = batch_ops().as_rows([image], False, True)
+    assert torch.equal(hwc, image.permute(1, 2, 0))
+    assert hwc.data_ptr() == image.data_ptr()
+    [bgr] = batch_ops().as_rows([image[None]], True, True)
+    assert torch.equal(bgr, image.flip(0).permute(1, 2, 0))
+
+
+def test_plane_views_cut_one_buffer_into_consecutive_images() -> None:
+    flat = torch.arange(3 * 2 * 3 + 3 * 4 * 5, dtype=torch.uint8)
+    first, second = batch_ops().plane_views(flat, [2, 4], [3, 5])
+    assert first.shape == (3, 2, 3)
+    assert second.shape == (3, 4, 5)
+    assert torch.equal(first.flatten(), flat[:18])
+    assert torch.equal(second.flatten(), flat[18:])
+    assert second.data_ptr() == flat.data_ptr() + 18  # views, not copies
+
+
+def test_resize_tensor_matches_interpolate_per_image_and_fails_bad_items_alone() -> None:
+    kernel = ResizeTensor(24, 20)
+    xs = images()
+    bad: list[Any] = [torch.zeros(2, 3, 4, 4), b"jpeg", torch.zeros(4, 4)]
+    items: list[dict[str, Any]] = [{"data": x} for x in [xs[0], bad[0], *xs[1:3], bad[1]]]
+    items += [{"data": xs[3]}, {"data": bad[2]}, {"data": xs[4]}]
+    errors = kernel.forward(items)
+    assert errors is not None
+    assert [type(e).__name__ for e in errors] == [
+        "NoneType",
+        "InputError",
+        "NoneType",
+        "NoneType",
+        "InputError",
+        "NoneType",
+        "InputError",
+        "NoneType",
+    ]
+    assert "shape (2, 3, 4, 4)" in str(errors[1])
+    assert "bytes" in str(errors[4])
+    for item in items:
+        if "result" in item:
+            want = reference_resize(item["data"], (24, 20))
+            assert item["result"].shape == (1, 3, 24, 20)
+            assert item["result"].dtype == want.dtype
+            assert torch.equal(item["result"], want)
+    assert sum("result" in item for item in items) == 5
+
+
+def test_a_batch_of_only_bad_items_fails_each_and_resizes_nothing() -> None:
+    items: list[dict[str, Any]] = [{"data": None}, {"data": torch.zeros(3, 1, 2, 2)}]
+    errors = ResizeTensor(8, 8).forward(items)
+    assert errors is not None
+    assert all(isinstance(e, InputError) for e in errors)
+    assert not any("result" in item for item in items)
+
+
+def test_without_torchscript_the_functions_run_as_python_and_say_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refuse(fn: Any) -> Any:
+        raise RuntimeError("no TorchScript here")
+
+    monkeypatch.setattr(module, "_compiled", None)
+    monkeypatch.setattr(torch.jit, "script", refuse)
+    with caplog.at_level(logging.WARNING, logger="torchweir.kernels"):
+        ops = batch_ops()
+    assert not ops.scripted
+    assert ops.resize_groups is resize_groups
+    assert "TorchScript cannot compile resize_groups (RuntimeError" in caplog.text
+    item: dict[str, Any] = {"data": images()[0]}
+    assert ResizeTensor(24, 20).forward([item]) is None
+    assert torch.equal(item["result"], reference_resize(images()[0], (24, 20)))
