@@ -39,6 +39,35 @@ def test_nvjpeg_decode_and_resize_match_the_cpu_path_within_one_level() -> None:
         assert diff.float().mean() < 2.0, diff.float().mean()
 
 
+@pytest.mark.parametrize(("color", "data_format"), [("rgb", "nchw"), ("bgr", "hwc")])
+def test_the_batch_decode_is_one_torchscript_call_giving_torchvisions_pixels(
+    color: str, data_format: str
+) -> None:
+    import torch
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    from torchweir.kernels.base import InstanceContext
+    from torchweir.kernels.gpu import DecodeTensor
+
+    kernel = DecodeTensor(color, data_format, decoder="torchvision")
+    assert kernel.scripted
+    instance = kernel.setup(InstanceContext("decode", device="cuda:0"))
+    images = sample_image_bytes()
+    items: list[dict[str, Any]] = [{"data": jpeg} for jpeg in images]
+    assert instance.forward(items) is None
+    for jpeg, item in zip(images, items, strict=True):
+        want = decode_jpeg(
+            torch.frombuffer(bytearray(jpeg), dtype=torch.uint8),
+            mode=ImageReadMode.RGB,
+            device="cuda:0",
+        )
+        if color == "bgr":
+            want = want.flip(0)
+        want = want.permute(1, 2, 0) if data_format == "hwc" else want[None]
+        assert item["color"] == color
+        assert torch.equal(item["result"], want)
+
+
 @pytest.mark.parametrize("decoder", ["nvjpeg", "torchvision"])
 def test_a_corrupt_image_fails_alone_in_a_gpu_batch(decoder: str) -> None:
     import torch

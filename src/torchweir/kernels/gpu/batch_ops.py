@@ -27,7 +27,15 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn.functional as F
 
-__all__ = ["BatchOps", "as_rows", "batch_ops", "plane_views", "resize_groups"]
+__all__ = [
+    "BatchOps",
+    "as_rows",
+    "batch_ops",
+    "compiled",
+    "decode_rows",
+    "plane_views",
+    "resize_groups",
+]
 
 _log = logging.getLogger("torchweir.kernels")
 
@@ -79,6 +87,18 @@ def plane_views(flat: torch.Tensor, heights: list[int], widths: list[int]) -> li
     return [chunks[k].view(3, heights[k], widths[k]) for k in range(len(sizes))]
 
 
+def decode_rows(
+    blob: torch.Tensor, lengths: list[int], mode: int, device: torch.device, flip: bool, hwc: bool
+) -> list[torch.Tensor]:
+    """JPEGs cut from one host ``blob`` and decoded on ``device`` by torchvision's nvJPEG
+    op, as :func:`as_rows` lays them out. Only the rows become Python objects: freeing a
+    tensor Python holds is a GIL round trip too (torch frees it with the GIL released),
+    so the per-image byte views and decoded images stay inside."""
+    encoded = torch.split(blob, lengths)
+    images = torch.ops.image.decode_jpegs_cuda(encoded, mode, device)
+    return as_rows(images, flip, hwc)
+
+
 class BatchOps(NamedTuple):
     """The three functions as the kernels call them."""
 
@@ -89,23 +109,28 @@ class BatchOps(NamedTuple):
     scripted: bool
 
 
-_lock = threading.Lock()
-
-
 def batch_ops() -> BatchOps:
     """The functions compiled by TorchScript, once per process (the first call takes
     about a tenth of a second: kernels call it while the graph is built)."""
-    global _compiled
+    (resize, resized), (rows, rowed), (views, viewed) = (
+        compiled(fn) for fn in (resize_groups, as_rows, plane_views)
+    )
+    return BatchOps(resize, rows, views, resized and rowed and viewed)
+
+
+_lock = threading.Lock()
+_compiled: dict[Callable[..., Any], tuple[Callable[..., Any], bool]] = {}
+
+
+def compiled(fn: Callable[..., Any]) -> tuple[Callable[..., Any], bool]:
+    """``fn`` compiled by TorchScript once per process, and whether that worked.
+
+    :func:`decode_rows` compiles only once torchvision has registered its ops.
+    """
     with _lock:
-        if _compiled is None:
-            (resize, resized), (rows, rowed), (views, viewed) = (
-                _scripted(fn) for fn in (resize_groups, as_rows, plane_views)
-            )
-            _compiled = BatchOps(resize, rows, views, resized and rowed and viewed)
-        return _compiled
-
-
-_compiled: BatchOps | None = None
+        if fn not in _compiled:
+            _compiled[fn] = _scripted(fn)
+        return _compiled[fn]
 
 
 def _scripted(fn: Callable[..., Any]) -> tuple[Callable[..., Any], bool]:

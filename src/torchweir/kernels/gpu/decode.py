@@ -1,7 +1,10 @@
 """``DecodeTensor``: JPEG bytes -> RGB ``uint8`` CUDA tensors, batched through nvJPEG.
 
 The whole batch is decoded by one nvJPEG call, so the Python cost per image is a few
-microseconds and the CPU stays free. Two ways to reach nvJPEG's hardware decoder:
+microseconds and the CPU stays free. On the torchvision path, cutting the batch's bytes,
+decoding and laying out the rows is one TorchScript call (:mod:`.batch_ops`): its thread
+wins the GIL back once per batch, not once per image. Two ways to reach nvJPEG's hardware
+decoder:
 
 * ``decoder = "nvjpeg"``: our own binding (:mod:`.nvjpeg`), one decoder per instance on
   the instance's stream, fed from pinned memory, with no lock shared between instances;
@@ -66,6 +69,10 @@ class DecodeTensor(Kernel):
             the ResNet-50 service on an H200, ``own`` and ``serialized`` ran at 15,299 and
             12,675 img/s in one run and at 14,433 and 14,705 in the next, although
             ``serialized`` decoded faster in threads next to a replaying model (README).
+
+    Attributes:
+        scripted: whether the torchvision path cuts, decodes and lays out a batch in one
+            TorchScript call (:mod:`.batch_ops`), as it does wherever TorchScript works.
     """
 
     device = "cuda"
@@ -98,7 +105,6 @@ class DecodeTensor(Kernel):
         self.decoder = decoder
         self.nvjpeg_handle = nvjpeg_handle
         self._device: Any = None
-        self._ops: Any = None  # batch_ops.BatchOps, set below once torch is known to import
         self._nvjpeg: BatchDecoder | None = None
         self._last: Any = None  # an event after the previous hardware batch
         self._in_flight: Any = None  # the device buffer that batch writes, kept alive
@@ -113,9 +119,11 @@ class DecodeTensor(Kernel):
                 "DecodeTensor needs torchvision with CUDA (nvJPEG); install torchvision, or "
                 "decode on the CPU with DecodeMat"
             ) from exc
-        from torchweir.kernels.gpu.batch_ops import batch_ops
+        from torchweir.kernels.gpu.batch_ops import batch_ops, compiled, decode_rows
 
         self._ops = batch_ops()
+        # compiled here, on the graph's thread, and after torchvision has registered its op
+        self._decode_rows, self.scripted = compiled(decode_rows)
 
     def setup(self, ctx: InstanceContext) -> Kernel:
         import torch
@@ -129,7 +137,6 @@ class DecodeTensor(Kernel):
             self.nvjpeg_handle,
         )
         copy._device = torch.device(ctx.device)
-        copy._ops = self._ops
         if self.decoder == "nvjpeg" or (self.decoder == "auto" and torch.cuda.device_count() > 1):
             index = copy._device.index
             try:
@@ -256,25 +263,31 @@ class DecodeTensor(Kernel):
         self, items: list[Payload], checked: list[_Checked], errors: list[BaseException | None]
     ) -> None:
         import torch
-        from torchvision.io import ImageReadMode, decode_jpeg
+        from torchvision.io import ImageReadMode
 
-        # one host tensor for the batch, cut into views: two torch calls, not one per image
-        # (each call may wait for the GIL under load; benchmarks/gil_release_probe.py)
+        # one host tensor for the batch, cut and decoded in one TorchScript call: each torch
+        # call, and each tensor Python frees, may wait for the GIL under load (batch_ops)
         blob = torch.frombuffer(bytearray().join(buf for _, buf, _ in checked), dtype=torch.uint8)
-        encoded = list(torch.split(blob, [len(buf) for _, buf, _ in checked]))
+        lengths = [len(buf) for _, buf, _ in checked]
+        flip, hwc = self.color != "rgb", self.data_format == "hwc"
         try:
-            images = decode_jpeg(encoded, mode=ImageReadMode.RGB, device=self._device)
-        except RuntimeError:
+            rows = self._decode_rows(
+                blob, lengths, ImageReadMode.RGB.value, self._device, flip, hwc
+            )
+        except RuntimeError:  # an image nvJPEG rejects: decode one by one to find it
+            encoded = torch.split(blob, lengths)
             images = [
                 self._decode_one(data, errors, i)
                 for data, (i, _, _) in zip(encoded, checked, strict=True)
             ]
-        done = [
-            (i, image)
-            for (i, _, _), image in zip(checked, images, strict=True)
-            if image is not None
-        ]
-        self._store(items, [i for i, _ in done], [image for _, image in done], self.color != "rgb")
+            done = [
+                (i, im) for (i, _, _), im in zip(checked, images, strict=True) if im is not None
+            ]
+            self._store(items, [i for i, _ in done], [im for _, im in done], flip)
+            return
+        for (i, _, _), row in zip(checked, rows, strict=True):
+            items[i]["result"] = row
+            items[i]["color"] = self.color
 
     def _decode_one(self, data: Any, errors: list[BaseException | None], i: int) -> Any:
         from torchvision.io import ImageReadMode, decode_jpeg
