@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import msgspec
 
+import gil_accounting
 import torchweir as tw
 from gpu_timeline import Timeline
 from thread_profile import ThreadProfile, print_report
@@ -150,12 +151,16 @@ async def drive(
     began = time.perf_counter()
     profile.start(asyncio.get_running_loop())
     before = runtime.statistics()
+    gil_before = gil_accounting.snapshot()
     await asyncio.sleep(seconds)
     measuring = False
     elapsed = time.perf_counter() - began
+    gil_after = gil_accounting.snapshot()
     after = runtime.statistics()
     report = profile.stop()
     report["nodes"] = node_summary(before, after, elapsed)
+    if gil_before is not None and gil_after is not None:
+        report["gil"] = gil_accounting.report(gil_before, gil_after, elapsed)
     if timeline:
         recorder = Timeline()
         first = done
@@ -254,6 +259,10 @@ def main() -> None:
         results[f"{name} #{runs + 1}" if runs else name] = report  # interleaved repeats
         print(f"{name}: {report['img_per_s']:,.0f} img/s; nodes {json.dumps(report['nodes'])}")
         print_report(report)
+        if report.get("gil") == {}:
+            print("  GIL accounting: no calls seen (a statically linked python3?)")
+        for thread, gil in report.get("gil", {}).items():
+            print(f"  GIL {thread}: {json.dumps(gil)}")
         if "timeline" in report:
             api = report["timeline"].pop("api", {})
             print(f"  GPU timeline: {json.dumps(report['timeline'])}")

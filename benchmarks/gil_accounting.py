@@ -1,0 +1,90 @@
+"""Per-thread GIL accounting from the ``gil_accounting/`` LD_PRELOAD shim.
+
+Under load an instance thread pays for every time torch lets go of the GIL: it must win
+it back from the event loop and the other instances. Freeing a tensor that Python holds
+is one such round trip too (torch frees it with the GIL released), so a kernel pays per
+op it calls and per tensor object it makes. The shim counts, per thread, the releases
+and re-acquisitions made by extension code and the seconds spent re-acquiring. This module
+reads them and names the threads, so a profile can say which thread waited how long.
+
+Usage::
+
+    gcc -O2 -shared -fPIC -o /tmp/libgil_accounting.so \\
+        benchmarks/gil_accounting/gil_accounting.c -ldl
+    LD_PRELOAD=/tmp/libgil_accounting.so python3 benchmarks/gpu_pipeline_profile.py ...
+
+Without the shim, :func:`snapshot` returns ``None`` and profiles leave the report out.
+
+It sees calls only where the interpreter links ``libpython`` as a shared library (a
+virtualenv of a distribution's Python, say). An interpreter built statically, as the GPU
+machine's ``python3`` is, puts its own symbols ahead of any preloaded library, and the
+report comes back empty (``gpu_pipeline_profile.py`` says so).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from typing import Any
+
+
+class _Slot(ctypes.Structure):
+    _fields_ = (
+        ("tid", ctypes.c_long),
+        ("releases", ctypes.c_long),
+        ("acquires", ctypes.c_long),
+        ("wait_s", ctypes.c_double),
+    )
+
+
+def _library() -> Any:
+    process = ctypes.PyDLL(None)  # keeps the GIL: reading must not count itself
+    try:
+        slots, used = process.gil_accounting_slots, process.gil_accounting_used
+    except AttributeError:
+        return None
+    slots.restype = ctypes.POINTER(_Slot)
+    used.restype = ctypes.c_int
+    return slots, used
+
+
+_LIB = _library()
+
+#: thread name (or "tid N" for threads Python does not know) -> releases, acquires, wait_s
+Snapshot = dict[str, tuple[int, int, float]]
+
+
+def snapshot() -> Snapshot | None:
+    """The counters of every thread seen so far, or None without the shim."""
+    if _LIB is None:
+        return None
+    slots, used = _LIB
+    table = slots()
+    names = {t.native_id: t.name for t in threading.enumerate() if t.native_id}
+    return {
+        names.get(table[i].tid, f"tid {table[i].tid}"): (
+            table[i].releases,
+            table[i].acquires,
+            table[i].wait_s,
+        )
+        for i in range(used())
+    }
+
+
+def report(before: Snapshot, after: Snapshot, seconds: float) -> dict[str, dict[str, float]]:
+    """Per thread over the window: releases and re-acquisitions per second, the mean wait
+    for the GIL in µs and the share of the window spent waiting, longest first."""
+    out: dict[str, dict[str, float]] = {}
+    for name, (releases, acquires, wait) in after.items():
+        old = before.get(name, (0, 0, 0.0))
+        count = acquires - old[1]
+        if count <= 0:
+            continue
+        waited = wait - old[2]
+        out[name] = {
+            "releases_per_s": round((releases - old[0]) / seconds),
+            "acquires_per_s": round(count / seconds),
+            "mean_wait_us": round(1e6 * waited / count, 1),
+            "waiting_pct": round(100 * waited / seconds, 1),
+        }
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]["waiting_pct"]))
