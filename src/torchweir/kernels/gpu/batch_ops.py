@@ -7,7 +7,9 @@ whole switch interval: on an H200 under load, ``x[None]`` on a CUDA tensor went 
 kernel that makes a call per image per op pays that per image: in the ResNet-50 service
 the resize of a 64-image batch took 3.3 ms against 1.3 ms in plain threads
 (``benchmarks/results/h200-2026-11-21i``). A TorchScript function runs its whole body in
-C++ with the GIL released, so a batch pays the round trip once.
+C++ with the GIL released, so a batch pays the round trip once. Freeing a tensor that
+Python holds is a round trip too (torch frees it with the GIL released), so the functions
+return only the tensors a kernel hands on.
 
 ``torch.jit.script`` is deprecated (torch 2.13 warns) and has no successor for this:
 ``torch.compile``'s output is driven from Python. Where scripting is gone or fails, the
@@ -138,7 +140,7 @@ def _scripted(fn: Callable[..., Any]) -> tuple[Callable[..., Any], bool]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", r".*torch\.jit\.script.*deprecated", DeprecationWarning)
         try:
-            compiled = torch.jit.script(fn)
+            script = torch.jit.script(fn)
         except Exception as exc:  # any failure leaves the eager function, which is correct
             _log.warning(
                 "TorchScript cannot compile %s (%s: %s); GPU kernels run it as Python, "
@@ -151,6 +153,6 @@ def _scripted(fn: Callable[..., Any]) -> tuple[Callable[..., Any], bool]:
 
     def unoptimised(*args: Any) -> Any:
         with torch.jit.optimized_execution(False):  # type: ignore[attr-defined]
-            return compiled(*args)  # the flag is per thread
+            return script(*args)  # the flag is per thread
 
     return unoptimised, True
