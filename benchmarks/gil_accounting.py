@@ -50,8 +50,8 @@ def _library() -> Any:
 
 _LIB = _library()
 
-#: thread name (or "tid N" for threads Python does not know) -> releases, acquires, wait_s
-Snapshot = dict[str, tuple[int, int, float]]
+#: thread id -> its name ("tid N" where Python does not know it), releases, acquires, wait_s
+Snapshot = dict[int, tuple[str, int, int, float]]
 
 
 def snapshot() -> Snapshot | None:
@@ -62,7 +62,8 @@ def snapshot() -> Snapshot | None:
     table = slots()
     names = {t.native_id: t.name for t in threading.enumerate() if t.native_id}
     return {
-        names.get(table[i].tid, f"tid {table[i].tid}"): (
+        table[i].tid: (
+            names.get(table[i].tid, f"tid {table[i].tid}"),
             table[i].releases,
             table[i].acquires,
             table[i].wait_s,
@@ -75,14 +76,16 @@ def report(before: Snapshot, after: Snapshot, seconds: float) -> dict[str, dict[
     """Per thread over the window: releases and re-acquisitions per second, the mean wait
     for the GIL in µs and the share of the window spent waiting, longest first."""
     out: dict[str, dict[str, float]] = {}
-    for name, (releases, acquires, wait) in after.items():
-        old = before.get(name, (0, 0, 0.0))
-        count = acquires - old[1]
+    for tid, (name, releases, acquires, wait) in after.items():
+        _, old_releases, old_acquires, old_wait = before.get(tid, (name, 0, 0, 0.0))
+        count = acquires - old_acquires
         if count <= 0:
             continue
-        waited = wait - old[2]
+        waited = wait - old_wait
+        if name in out:  # two threads of one name
+            name = f"{name} (tid {tid})"
         out[name] = {
-            "releases_per_s": round((releases - old[0]) / seconds),
+            "releases_per_s": round((releases - old_releases) / seconds),
             "acquires_per_s": round(count / seconds),
             "mean_wait_us": round(1e6 * waited / count, 1),
             "waiting_pct": round(100 * waited / seconds, 1),
