@@ -285,9 +285,7 @@ class DecodeTensor(Kernel):
             ]
             self._store(items, [i for i, _ in done], [im for _, im in done], flip)
             return
-        for (i, _, _), row in zip(checked, rows, strict=True):
-            items[i]["result"] = row
-            items[i]["color"] = self.color
+        self._set_rows(items, [i for i, _, _ in checked], rows)
 
     def _decode_one(self, data: Any, errors: list[BaseException | None], i: int) -> Any:
         from torchvision.io import ImageReadMode, decode_jpeg
@@ -305,7 +303,9 @@ class DecodeTensor(Kernel):
         this node's layout, reversing the channel order with ``flip``: one call per batch."""
         if not images:
             return
-        rows = self._ops.as_rows(images, flip, self.data_format == "hwc")
+        self._set_rows(items, owners, self._ops.as_rows(images, flip, self.data_format == "hwc"))
+
+    def _set_rows(self, items: list[Payload], owners: list[int], rows: list[Any]) -> None:
         for i, row in zip(owners, rows, strict=True):
             items[i]["result"] = row
             items[i]["color"] = self.color
