@@ -18,6 +18,7 @@ from torchweir.kernels.gpu.batch_ops import (
     compiled,
     plane_views,
     resize_groups,
+    resized_rows,
 )
 
 
@@ -67,6 +68,19 @@ def test_scripted_and_python_batch_functions_give_the_same_tensors() -> None:
         ops.plane_views(flat, [2, 4], [3, 5]), plane_views(flat, [2, 4], [3, 5]), strict=True
     ):
         assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_resized_rows_resize_then_flip_as_the_two_steps_do(flip: bool) -> None:
+    uint8 = [x for x in images() if x.dtype == torch.uint8]
+    groups = [[1, 3], [0, 2]]  # by shape, listed out of order
+    got = batch_ops().resized_rows(uint8, groups, 24, 20, flip)
+    assert len(got) == 4
+    for row, k in zip(got, [1, 3, 0, 2], strict=True):
+        want = reference_resize(uint8[k], (24, 20))
+        assert torch.equal(row, want.flip(1) if flip else want)
+    python = resized_rows(uint8, groups, 24, 20, flip)
+    assert all(torch.equal(a, b) for a, b in zip(got, python, strict=True))
 
 
 def test_as_rows_lays_out_flips_and_keeps_views() -> None:

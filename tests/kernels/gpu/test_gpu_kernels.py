@@ -91,6 +91,65 @@ def test_a_corrupt_image_fails_alone_in_a_gpu_batch(decoder: str) -> None:
     assert all(o.is_cuda for o in outs if isinstance(o, torch.Tensor))
 
 
+@pytest.mark.parametrize(
+    ("decoder", "color"), [("torchvision", "rgb"), ("torchvision", "bgr"), ("nvjpeg", "rgb")]
+)
+def test_fused_decode_resize_gives_the_chains_rows_and_errors(decoder: str, color: str) -> None:
+    """Eight sizes in one batch (so eight resize groups, out of item order), a truncated
+    JPEG that passes the header checks and a non-JPEG."""
+    import torch
+
+    from torchweir.kernels.base import InstanceContext
+    from torchweir.kernels.compose import Sequential
+    from torchweir.kernels.gpu import DecodeTensor, ResizeTensor
+    from torchweir.kernels.gpu.fused import DecodeResizeTensor
+
+    ctx = InstanceContext("decode", device="cuda:0")
+    photos = sample_image_bytes()
+    inputs: list[Any] = [*photos, photos[0][: len(photos[0]) // 2], b"GIF89a", *photos[::-1]]
+    chain = Sequential([("", DecodeTensor(color, decoder=decoder)), ("", ResizeTensor(224, 200))])
+    [(_, fused)] = chain.steps
+    assert isinstance(fused, DecodeResizeTensor)
+    assert fused.scripted
+    items: list[dict[str, Any]] = [{"data": x} for x in inputs]
+    errors = chain.setup(ctx).forward(items)
+
+    decode = DecodeTensor(color, decoder=decoder).setup(ctx)
+    resize = ResizeTensor(224, 200).setup(ctx)
+    want: list[dict[str, Any]] = [{"data": x} for x in inputs]
+    want_errors = decode.forward(want) or [None] * len(want)
+    decoded = [{"data": w["result"]} for w in want if "result" in w]
+    assert resize.forward(decoded) is None
+    assert errors is not None
+    assert [type(e).__name__ for e in errors] == [type(e).__name__ for e in want_errors]
+    assert isinstance(errors[len(photos) + 1], tw.InputError)
+    rows = iter(decoded)
+    for item, expected in zip(items, want, strict=True):
+        assert ("result" in item) == ("result" in expected)
+        if "result" in item:
+            assert item["color"] == color
+            assert item["result"].shape == (1, 3, 224, 200)
+            assert torch.equal(item["result"], next(rows)["result"])
+
+
+def test_decode_and_resize_stay_apart_where_fusing_would_change_them() -> None:
+    from torchweir.kernels.compose import Sequential
+    from torchweir.kernels.gpu import DecodeTensor, ResizeTensor
+    from torchweir.kernels.gpu.fused import DecodeResizeTensor
+
+    class OwnResize(ResizeTensor):
+        pass
+
+    for steps in (
+        [("", DecodeTensor(data_format="hwc")), ("", ResizeTensor(8, 8))],
+        [("", DecodeTensor()), ("or", ResizeTensor(8, 8))],
+        [("", DecodeTensor()), ("", OwnResize(8, 8))],
+    ):
+        kinds = [type(k) for _, k in Sequential(steps).steps]
+        assert DecodeResizeTensor not in kinds
+        assert len(kinds) == 2
+
+
 def test_own_nvjpeg_binding_decodes_what_torchvision_decodes_bit_for_bit() -> None:
     """Both drive the same hardware decoder; images it cannot take (the bundled
     progressive JPEG) go through torchvision in both, so every output must match."""

@@ -179,6 +179,7 @@ def test_decode_tensor_names_a_bad_handle_mode() -> None:
 def test_which_decoder_an_instance_takes(
     monkeypatch: pytest.MonkeyPatch, decoder: str, gpus: int, binding: bool
 ) -> None:
+    import enum
     import sys
     import types
 
@@ -189,6 +190,7 @@ def test_which_decoder_an_instance_takes(
     if "torchvision.io" not in sys.modules:
         package = types.ModuleType("torchvision")
         package.io = types.ModuleType("torchvision.io")  # type: ignore[attr-defined]
+        package.io.ImageReadMode = enum.Enum("ImageReadMode", {"RGB": 3})  # type: ignore[attr-defined]
         monkeypatch.setitem(sys.modules, "torchvision", package)
         monkeypatch.setitem(sys.modules, "torchvision.io", package.io)  # type: ignore[attr-defined]
     made: list[tuple[int, str]] = []

@@ -34,9 +34,11 @@ __all__ = [
     "as_rows",
     "batch_ops",
     "compiled",
+    "decode_resized",
     "decode_rows",
     "plane_views",
     "resize_groups",
+    "resized_rows",
 ]
 
 _log = logging.getLogger("torchweir.kernels")
@@ -67,6 +69,15 @@ def resize_groups(
             out = out.round_().to(torch.uint8)
         rows.extend(torch.split(out, 1))
     return rows
+
+
+def resized_rows(
+    images: list[torch.Tensor], groups: list[list[int]], height: int, width: int, flip: bool
+) -> list[torch.Tensor]:
+    """:func:`resize_groups`, then the channel order reversed with ``flip`` (a resize
+    treats each channel alone, so the order of the two does not matter)."""
+    rows = resize_groups(images, groups, height, width)
+    return as_rows(rows, flip, False) if flip else rows
 
 
 def as_rows(images: list[torch.Tensor], flip: bool, hwc: bool) -> list[torch.Tensor]:
@@ -101,23 +112,42 @@ def decode_rows(
     return as_rows(images, flip, hwc)
 
 
+def decode_resized(
+    blob: torch.Tensor,
+    lengths: list[int],
+    groups: list[list[int]],
+    mode: int,
+    device: torch.device,
+    flip: bool,
+    height: int,
+    width: int,
+) -> list[torch.Tensor]:
+    """:func:`decode_rows` and :func:`resized_rows` in one call: ``S[DecodeTensor,
+    ResizeTensor]`` fused. ``groups`` come from the JPEG headers, which give the decoded
+    sizes, so the decoded images never become Python objects. Rows come in group order."""
+    encoded = torch.split(blob, lengths)
+    images = torch.ops.image.decode_jpegs_cuda(encoded, mode, device)
+    return resized_rows(images, groups, height, width, flip)
+
+
 class BatchOps(NamedTuple):
-    """The three functions as the kernels call them."""
+    """The functions as the kernels call them."""
 
     resize_groups: Callable[..., list[torch.Tensor]]
+    resized_rows: Callable[..., list[torch.Tensor]]
     as_rows: Callable[..., list[torch.Tensor]]
     plane_views: Callable[..., list[torch.Tensor]]
-    #: Whether all three run as TorchScript (False: as Python, where scripting failed).
+    #: Whether all of them run as TorchScript (False: as Python, where scripting failed).
     scripted: bool
 
 
 def batch_ops() -> BatchOps:
     """The functions compiled by TorchScript, once per process (the first call takes
     about a tenth of a second: kernels call it while the graph is built)."""
-    (resize, resized), (rows, rowed), (views, viewed) = (
-        compiled(fn) for fn in (resize_groups, as_rows, plane_views)
+    (resize, ok1), (resized, ok2), (rows, ok3), (views, ok4) = (
+        compiled(fn) for fn in (resize_groups, resized_rows, as_rows, plane_views)
     )
-    return BatchOps(resize, rows, views, resized and rowed and viewed)
+    return BatchOps(resize, resized, rows, views, scripted=ok1 and ok2 and ok3 and ok4)
 
 
 _lock = threading.Lock()
@@ -127,7 +157,8 @@ _compiled: dict[Callable[..., Any], tuple[Callable[..., Any], bool]] = {}
 def compiled(fn: Callable[..., Any]) -> tuple[Callable[..., Any], bool]:
     """``fn`` compiled by TorchScript once per process, and whether that worked.
 
-    :func:`decode_rows` compiles only once torchvision has registered its ops.
+    :func:`decode_rows` and :func:`decode_resized` compile only once torchvision has
+    registered its ops.
     """
     with _lock:
         if fn not in _compiled:

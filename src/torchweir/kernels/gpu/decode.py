@@ -113,7 +113,7 @@ class DecodeTensor(Kernel):
         # own threads at once, and concurrent first imports of torchvision and torch's
         # compiler can collide ("partially initialized module").
         try:
-            import torchvision.io  # noqa: F401
+            from torchvision.io import ImageReadMode
         except ImportError as exc:
             raise ImportError(
                 "DecodeTensor needs torchvision with CUDA (nvJPEG); install torchvision, or "
@@ -121,6 +121,7 @@ class DecodeTensor(Kernel):
             ) from exc
         from torchweir.kernels.gpu.batch_ops import batch_ops, compiled, decode_rows
 
+        self._rgb = ImageReadMode.RGB.value  # three channels, from grayscale JPEGs too
         self._ops = batch_ops()
         # compiled here, on the graph's thread, and after torchvision has registered its op
         self._decode_rows, self.scripted = compiled(decode_rows)
@@ -128,14 +129,7 @@ class DecodeTensor(Kernel):
     def setup(self, ctx: InstanceContext) -> Kernel:
         import torch
 
-        copy = DecodeTensor(
-            self.color,
-            self.data_format,
-            self.max_pixels,
-            self.max_batch,
-            self.decoder,
-            self.nvjpeg_handle,
-        )
+        copy = self._unset()
         copy._device = torch.device(ctx.device)
         if self.decoder == "nvjpeg" or (self.decoder == "auto" and torch.cuda.device_count() > 1):
             index = copy._device.index
@@ -147,6 +141,17 @@ class DecodeTensor(Kernel):
                 if self.decoder == "nvjpeg":
                     raise
         return copy
+
+    def _unset(self) -> DecodeTensor:
+        """A copy of this kernel's configuration, not yet set up for an instance."""
+        return DecodeTensor(
+            self.color,
+            self.data_format,
+            self.max_pixels,
+            self.max_batch,
+            self.decoder,
+            self.nvjpeg_handle,
+        )
 
     @property
     def hardware(self) -> bool:
@@ -263,19 +268,14 @@ class DecodeTensor(Kernel):
         self, items: list[Payload], checked: list[_Checked], errors: list[BaseException | None]
     ) -> None:
         import torch
-        from torchvision.io import ImageReadMode
 
         # one host tensor for the batch, cut and decoded in one TorchScript call: each torch
         # call, and each tensor Python frees, may wait for the GIL under load (batch_ops)
         blob = torch.frombuffer(bytearray().join(buf for _, buf, _ in checked), dtype=torch.uint8)
-        lengths = [len(buf) for _, buf, _ in checked]
-        flip, hwc = self.color != "rgb", self.data_format == "hwc"
         try:
-            rows = self._decode_rows(
-                blob, lengths, ImageReadMode.RGB.value, self._device, flip, hwc
-            )
+            owners, rows = self._decode_batch(blob, checked)
         except RuntimeError:  # an image nvJPEG rejects: decode one by one to find it
-            encoded = torch.split(blob, lengths)
+            encoded = torch.split(blob, [len(buf) for _, buf, _ in checked])
             images = [
                 self._decode_one(data, errors, i)
                 for data, (i, _, _) in zip(encoded, checked, strict=True)
@@ -283,9 +283,21 @@ class DecodeTensor(Kernel):
             done = [
                 (i, im) for (i, _, _), im in zip(checked, images, strict=True) if im is not None
             ]
-            self._store(items, [i for i, _ in done], [im for _, im in done], flip)
+            self._store(items, [i for i, _ in done], [im for _, im in done], self._flip)
             return
-        self._set_rows(items, [i for i, _, _ in checked], rows)
+        self._set_rows(items, owners, rows)
+
+    def _decode_batch(self, blob: Any, checked: list[_Checked]) -> tuple[list[int], list[Any]]:
+        """The rows of the JPEGs ``blob`` holds back to back, and the item of each row."""
+        lengths = [len(buf) for _, buf, _ in checked]
+        hwc = self.data_format == "hwc"
+        rows = self._decode_rows(blob, lengths, self._rgb, self._device, self._flip, hwc)
+        return [i for i, _, _ in checked], rows
+
+    @property
+    def _flip(self) -> bool:
+        """Whether nvJPEG's RGB must be reversed into this node's colour order."""
+        return self.color != "rgb"
 
     def _decode_one(self, data: Any, errors: list[BaseException | None], i: int) -> Any:
         from torchvision.io import ImageReadMode, decode_jpeg
@@ -301,9 +313,14 @@ class DecodeTensor(Kernel):
     ) -> None:
         """``images`` (3 x H x W, decoded for ``items[owners[k]]``) become their results in
         this node's layout, reversing the channel order with ``flip``: one call per batch."""
-        if not images:
-            return
-        self._set_rows(items, owners, self._ops.as_rows(images, flip, self.data_format == "hwc"))
+        if images:
+            order, rows = self._rows(images, flip)
+            self._set_rows(items, [owners[k] for k in order], rows)
+
+    def _rows(self, images: list[Any], flip: bool) -> tuple[list[int], list[Any]]:
+        """Decoded images as rows, and the index in ``images`` of each row."""
+        rows = self._ops.as_rows(images, flip, self.data_format == "hwc")
+        return list(range(len(images))), rows
 
     def _set_rows(self, items: list[Payload], owners: list[int], rows: list[Any]) -> None:
         for i, row in zip(owners, rows, strict=True):

@@ -1,0 +1,107 @@
+"""Fusing ``S[DecodeTensor,ResizeTensor]`` into one step, and one TorchScript call.
+
+Chained, the two steps hand each decoded image to the resize as a Python tensor, and
+freeing it afterwards is a GIL round trip per image: torch frees tensors with the GIL
+released, and under load an instance thread waits to win it back (``batch_ops``). Fused,
+the JPEG headers give the decoded sizes, so the resize groups are known before the
+decode, and cutting, decoding and resizing the batch is one call whose only Python
+objects are the resized rows. The rows equal the chain's bit for bit: the same nvJPEG
+call, the same resize.
+
+``Sequential`` applies :func:`fuse_decode_resize` to its steps. It fuses only a pair it can
+reproduce exactly: NCHW rows (``ResizeTensor`` reads no HWC images), the default filter
+between the steps, and the plain classes (not subclasses, whose behaviour it cannot know).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torchweir.kernels.base import Kernel
+from torchweir.kernels.gpu.decode import DecodeTensor, _Checked
+from torchweir.kernels.gpu.ops import ResizeTensor
+
+__all__ = ["DecodeResizeTensor", "fuse_decode_resize"]
+
+
+class DecodeResizeTensor(DecodeTensor):
+    """``DecodeTensor`` then ``ResizeTensor``: JPEG bytes to resized 1 x 3 x H x W rows.
+
+    Configured by the two kernels it replaces; it batches at most the smaller of their
+    ``max_batch``. Errors are the decode's: a resize of a decoded image cannot fail alone.
+    """
+
+    def __init__(self, decode: DecodeTensor, resize: ResizeTensor) -> None:
+        if decode.data_format != "nchw":
+            raise ValueError("only NCHW rows can be resized: ResizeTensor reads no HWC images")
+        super().__init__(
+            decode.color,
+            decode.data_format,
+            decode.max_pixels,
+            min(decode.max_batch, resize.max_batch),
+            decode.decoder,
+            decode.nvjpeg_handle,
+        )
+        from torchweir.kernels.gpu.batch_ops import compiled, decode_resized
+
+        self.resize = resize
+        self.size = resize.size
+        self._decode_resized, scripted = compiled(decode_resized)
+        self.scripted = self.scripted and scripted and self._ops.scripted
+
+    def __repr__(self) -> str:
+        height, width = self.size
+        return f"DecodeResizeTensor({height}x{width}, {self.color})"
+
+    def _unset(self) -> DecodeTensor:
+        return DecodeResizeTensor(self, self.resize)
+
+    def _decode_batch(self, blob: Any, checked: list[_Checked]) -> tuple[list[int], list[Any]]:
+        lengths = [len(buf) for _, buf, _ in checked]
+        groups = _groups([(header.height, header.width) for _, _, header in checked])
+        rows = self._decode_resized(
+            blob, lengths, groups, self._rgb, self._device, self._flip, *self.size
+        )
+        return [checked[k][0] for group in groups for k in group], rows
+
+    def _rows(self, images: list[Any], flip: bool) -> tuple[list[int], list[Any]]:
+        groups = _groups([tuple(image.shape) for image in images])
+        rows = self._ops.resized_rows(images, groups, *self.size, flip)
+        return [k for group in groups for k in group], rows
+
+
+def _groups(keys: list[Any]) -> list[list[int]]:
+    """Indices of equal keys, grouped in order of first appearance."""
+    groups: dict[Any, list[int]] = {}
+    for k, key in enumerate(keys):
+        groups.setdefault(key, []).append(k)
+    return list(groups.values())
+
+
+def fuse_decode_resize(steps: list[tuple[str, Kernel]]) -> list[tuple[str, Kernel]]:
+    """Replace each ``DecodeTensor, ResizeTensor`` pair (NCHW, the default filter between
+    them) with one :class:`DecodeResizeTensor`."""
+    fused: list[tuple[str, Kernel]] = []
+    i = 0
+    while i < len(steps):
+        pair = steps[i : i + 2]
+        if _fusable(pair):
+            (name, decode), (_, resize) = pair
+            fused.append((name, DecodeResizeTensor(decode, resize)))  # type: ignore[arg-type]
+            i += 2
+        else:
+            fused.append(steps[i])
+            i += 1
+    return fused
+
+
+def _fusable(pair: list[tuple[str, Kernel]]) -> bool:
+    if len(pair) != 2:
+        return False
+    (_, decode), (between, resize) = pair
+    return (
+        type(decode) is DecodeTensor
+        and type(resize) is ResizeTensor
+        and between in ("", "swap")
+        and decode.data_format == "nchw"
+    )
