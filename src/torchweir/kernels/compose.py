@@ -22,6 +22,7 @@ __all__ = [
     "STRUCTURAL_NAMES",
     "Identity",
     "Sequential",
+    "fuse_runs",
     "register_fusion",
 ]
 
@@ -39,6 +40,25 @@ _FUSIONS: list[Callable[[Steps], Steps]] = []
 def register_fusion(rule: Callable[[Steps], Steps]) -> None:
     """Add a rule that ``Sequential`` applies to its steps (e.g. OpenCV call fusion)."""
     _FUSIONS.append(rule)
+
+
+def fuse_runs(
+    steps: Steps, width: int, fusable: Callable[[Steps], bool], fuse: Callable[[Steps], Kernel]
+) -> Steps:
+    """Replace each run of ``width`` consecutive steps that ``fusable`` accepts with one
+    step, ``fuse(run)`` under the run's first filter: the body of a fusion rule. Runs are
+    found left to right and do not overlap."""
+    fused: Steps = []
+    i = 0
+    while i < len(steps):
+        run = steps[i : i + width]
+        if len(run) == width and fusable(run):
+            fused.append((run[0][0], fuse(run)))
+            i += width
+        else:
+            fused.append(steps[i])
+            i += 1
+    return fused
 
 
 @registered("Identity")

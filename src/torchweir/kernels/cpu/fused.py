@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from torchweir.kernels.base import InstanceContext, ItemKernel, Kernel, Payload
+from torchweir.kernels.compose import fuse_runs
 from torchweir.kernels.cpu.ops import CvtColorMat, ResizeMat
 from torchweir.kernels.cpu.tensor import Mat2Tensor
 
@@ -73,23 +74,10 @@ class ResizeCvtColorTensor(ItemKernel):
 def fuse_resize_cvtcolor_tensor(steps: list[tuple[str, Kernel]]) -> list[tuple[str, Kernel]]:
     """Replace each ``ResizeMat, cvtColorMat, Mat2Tensor`` run (default filters between
     them, a plain host NCHW tensor at the end) with one :class:`ResizeCvtColorTensor`."""
-    fused: list[tuple[str, Kernel]] = []
-    i = 0
-    while i < len(steps):
-        window = steps[i : i + 3]
-        if _fusable(window):
-            (name, resize), (_, convert), (_, to_tensor) = window
-            fused.append((name, ResizeCvtColorTensor(resize, convert, to_tensor)))  # type: ignore[arg-type]
-            i += 3
-        else:
-            fused.append(steps[i])
-            i += 1
-    return fused
+    return fuse_runs(steps, 3, _fusable, lambda run: ResizeCvtColorTensor(*(k for _, k in run)))  # type: ignore[arg-type]
 
 
 def _fusable(window: list[tuple[str, Any]]) -> bool:
-    if len(window) != 3:
-        return False
     (_, resize), (f2, convert), (f3, to_tensor) = window
     return (
         type(resize) is ResizeMat

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from torchweir.kernels.base import Kernel
+from torchweir.kernels.compose import fuse_runs
 from torchweir.kernels.gpu.decode import DecodeTensor, _Checked
 from torchweir.kernels.gpu.ops import ResizeTensor
 
@@ -81,23 +82,10 @@ def _groups(keys: list[Any]) -> list[list[int]]:
 def fuse_decode_resize(steps: list[tuple[str, Kernel]]) -> list[tuple[str, Kernel]]:
     """Replace each ``DecodeTensor, ResizeTensor`` pair (NCHW, the default filter between
     them) with one :class:`DecodeResizeTensor`."""
-    fused: list[tuple[str, Kernel]] = []
-    i = 0
-    while i < len(steps):
-        pair = steps[i : i + 2]
-        if _fusable(pair):
-            (name, decode), (_, resize) = pair
-            fused.append((name, DecodeResizeTensor(decode, resize)))  # type: ignore[arg-type]
-            i += 2
-        else:
-            fused.append(steps[i])
-            i += 1
-    return fused
+    return fuse_runs(steps, 2, _fusable, lambda pair: DecodeResizeTensor(*(k for _, k in pair)))  # type: ignore[arg-type]
 
 
 def _fusable(pair: list[tuple[str, Kernel]]) -> bool:
-    if len(pair) != 2:
-        return False
     (_, decode), (between, resize) = pair
     return (
         type(decode) is DecodeTensor
