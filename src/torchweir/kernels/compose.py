@@ -81,16 +81,21 @@ class Sequential(Kernel):
 
     Args:
         steps: ``(filter name, kernel)`` pairs; the first step's filter must be empty.
+        fuse: rewrite the steps with the registered fusions (:func:`register_fusion`). A
+            fused step leaves its own input in ``data``, where the chain leaves the last
+            step's input, so the graph builder turns fusion off where something after the
+            node reads its ``data``.
     """
 
-    def __init__(self, steps: Sequence[tuple[str, Kernel]]) -> None:
+    def __init__(self, steps: Sequence[tuple[str, Kernel]], fuse: bool = True) -> None:
         if not steps:
             raise ValueError("Sequential needs at least one step")
         if steps[0][0] not in ("", "Run", "Continue", "run", "continue"):
             raise ValueError(f"the first step always runs; remove its filter ({steps[0][0]})")
         named = [(name or ("run" if i == 0 else "swap"), k) for i, (name, k) in enumerate(steps)]
-        for rule in _FUSIONS:
+        for rule in _FUSIONS if fuse else ():
             named = rule(named)
+        self.fuse = fuse
         self.steps = named
         self._plan = [(name, k, get_filter(name), is_fallback(name)) for name, k in self.steps]
         # Chains of item kernels (the CPU image ops) run item by item: each image goes
@@ -106,7 +111,7 @@ class Sequential(Kernel):
         return f"Sequential[{inner}]"
 
     def setup(self, ctx: InstanceContext) -> Kernel:
-        return Sequential([(name, kernel.setup(ctx)) for name, kernel in self.steps])
+        return Sequential([(name, kernel.setup(ctx)) for name, kernel in self.steps], self.fuse)
 
     def close(self) -> None:
         for _, kernel in self.steps:

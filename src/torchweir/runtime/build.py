@@ -54,8 +54,11 @@ def build(graph: GraphSpec, clock: Clock) -> Built:
     actors: dict[str, Actor] = {}
     kernels: dict[str, Kernel] = {}
     stream_bound: dict[str, bool] = {}
+    data_read = {spec.name: data_read_after(graph, spec.name) for spec in graph.nodes}
     for spec in graph.nodes:
-        kernels[spec.name], stream_bound[spec.name] = node_kernel(spec)
+        kernels[spec.name], stream_bound[spec.name] = node_kernel(
+            spec, fuse=not data_read[spec.name]
+        )
         kernel = kernels[spec.name]
         max_batch = spec.max if spec.max is not None else kernel.max_batch
         policy = BatchPolicy(max_batch=max_batch, timeout=spec.batching_timeout / 1000.0)
@@ -70,7 +73,7 @@ def build(graph: GraphSpec, clock: Clock) -> Built:
             kernels[spec.name],
             actors[spec.name],
             gpu_nodes,
-            data_read_after(graph, spec.name),
+            data_read[spec.name],
         )
         for spec in graph.nodes
     }
@@ -167,7 +170,7 @@ def _workers(
             keep_on_device=keep,
         )
         if in_process:
-            factory = functools.partial(built_kernel, spec)
+            factory = functools.partial(built_kernel, spec, fuse=not data_read)
             workers.append(
                 ProcessWorker(
                     factory, ctx, actor.batch_done, prefetch=prefetch, send_data=data_read
@@ -210,9 +213,9 @@ def _executor(spec: NodeSpec, *, on_gpu: bool) -> str:
     return executor
 
 
-def built_kernel(spec: NodeSpec) -> Kernel:
+def built_kernel(spec: NodeSpec, fuse: bool = True) -> Kernel:
     """The node's kernel alone (what a process instance builds in its child)."""
-    return node_kernel(spec)[0]
+    return node_kernel(spec, fuse)[0]
 
 
 def _prefetch(spec: NodeSpec) -> int:
@@ -279,8 +282,11 @@ def _join_counts(name: str, parents: list[str], reach: dict[str, set[str]]) -> d
     return counts
 
 
-def node_kernel(spec: NodeSpec) -> tuple[Kernel, bool]:
+def node_kernel(spec: NodeSpec, fuse: bool = True) -> tuple[Kernel, bool]:
     """The node's kernel, and whether it runs behind a stream wrapper (``Torch[...]``).
+
+    ``fuse`` lets ``S[...]`` chains fuse their steps (see :class:`Sequential`); the
+    builder turns it off where the graph reads the ``data`` a chain leaves.
 
     Raises:
         ConfigError: unknown names, bad parameters, a wrapper given two backends.
@@ -294,10 +300,10 @@ def node_kernel(spec: NodeSpec) -> tuple[Kernel, bool]:
             )
         return spec.kernel, False
     backend = parse_backend(spec.backend, node=spec.name)
-    return _build(backend, spec.kernel_params(), spec.name)
+    return _build(backend, spec.kernel_params(), spec.name, fuse)
 
 
-def _build(backend: Backend, params: dict[str, Any], node: str) -> tuple[Kernel, bool]:
+def _build(backend: Backend, params: dict[str, Any], node: str, fuse: bool) -> tuple[Kernel, bool]:
     params = {**params, **dict(backend.params)}
     name, args = backend.name, backend.args
     if name in STREAM_WRAPPERS or name == "Python":
@@ -307,12 +313,14 @@ def _build(backend: Backend, params: dict[str, Any], node: str) -> tuple[Kernel,
             )
         if not args:
             return Identity(), name in STREAM_WRAPPERS
-        kernel, stream = _build(args[0].backend, params, node)
+        kernel, stream = _build(args[0].backend, params, node, fuse)
         return kernel, stream or name in STREAM_WRAPPERS
     if name in SEQUENTIAL_NAMES:
-        built = [(step.filter, *_build(step.backend, params, node)) for step in args]
+        built = [(step.filter, *_build(step.backend, params, node, fuse)) for step in args]
         try:
-            sequential = Sequential([(step_filter, kernel) for step_filter, kernel, _ in built])
+            sequential = Sequential(
+                [(step_filter, kernel) for step_filter, kernel, _ in built], fuse
+            )
         except ValueError as exc:
             raise ConfigError(str(exc), node=node, key="backend") from None
         return sequential, any(stream for _, _, stream in built)

@@ -9,7 +9,9 @@ checks it on every bundled photo).
 
 ``Sequential`` applies :func:`fuse_resize_cvtcolor_tensor` to its steps; anything the
 fast path does not cover (not a 3-channel uint8 image, an unknown colour) runs the three
-original steps, so errors are the same as unfused.
+original steps, so errors are the same as unfused. The fused step leaves the decoded image
+in ``data``, where the chain leaves the colour-converted one, so the graph builder fuses
+only nodes whose ``data`` nothing after them reads.
 """
 
 from __future__ import annotations

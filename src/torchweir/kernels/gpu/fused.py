@@ -11,6 +11,8 @@ call, the same resize.
 ``Sequential`` applies :func:`fuse_decode_resize` to its steps. It fuses only a pair it can
 reproduce exactly: NCHW rows (``ResizeTensor`` reads no HWC images), the default filter
 between the steps, and the plain classes (not subclasses, whose behaviour it cannot know).
+The fused step leaves the JPEG bytes in ``data``, where the chain leaves the decoded image,
+so the graph builder fuses only nodes whose ``data`` nothing after them reads.
 """
 
 from __future__ import annotations
