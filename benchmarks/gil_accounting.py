@@ -15,10 +15,10 @@ Usage::
 
 Without the shim, :func:`snapshot` returns ``None`` and profiles leave the report out.
 
-It sees calls only where the interpreter links ``libpython`` as a shared library (a
-virtualenv of a distribution's Python, say). An interpreter built statically, as the GPU
-machine's ``python3`` is, puts its own symbols ahead of any preloaded library, and the
-report comes back empty (``gpu_pipeline_profile.py`` says so).
+The shim routes each loaded library's calls through its counters by rewriting their GOT
+entries, so it works whether the interpreter links ``libpython`` as a shared library or,
+as the GPU machine's ``python3`` does, statically. Each :func:`snapshot` installs the
+counters again, into the libraries imported since.
 """
 
 from __future__ import annotations
@@ -41,11 +41,12 @@ def _library() -> Any:
     process = ctypes.PyDLL(None)  # keeps the GIL: reading must not count itself
     try:
         slots, used = process.gil_accounting_slots, process.gil_accounting_used
+        install = process.gil_accounting_install
     except AttributeError:
         return None
     slots.restype = ctypes.POINTER(_Slot)
-    used.restype = ctypes.c_int
-    return slots, used
+    used.restype = install.restype = ctypes.c_int
+    return slots, used, install
 
 
 _LIB = _library()
@@ -58,7 +59,9 @@ def snapshot() -> Snapshot | None:
     """The counters of every thread seen so far, or None without the shim."""
     if _LIB is None:
         return None
-    slots, used = _LIB
+    slots, used, install = _LIB
+    if install() < 0:
+        raise RuntimeError("the gil_accounting shim cannot install its counters here (x86-64 only)")
     table = slots()
     names = {t.native_id: t.name for t in threading.enumerate() if t.native_id}
     return {

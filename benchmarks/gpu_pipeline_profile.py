@@ -260,7 +260,7 @@ def main() -> None:
         print(f"{name}: {report['img_per_s']:,.0f} img/s; nodes {json.dumps(report['nodes'])}")
         print_report(report)
         if report.get("gil") == {}:
-            print("  GIL accounting: no calls seen (a statically linked python3?)")
+            print("  GIL accounting: no calls seen in the window")
         for thread, gil in report.get("gil", {}).items():
             print(f"  GIL {thread}: {json.dumps(gil)}")
         if "timeline" in report:
