@@ -62,21 +62,18 @@ static void *counted_save(void) {
     return real_save();
 }
 
-static void counted_restore(void *state) {
+/* Take the GIL back through ``take``, counting the wait. */
+static void timed(void (*take)(void *), void *state) {
     struct gil_slot *s = slot();
     double began = now();
-    real_restore(state);
+    take(state);
     s->wait_s += now() - began;
     s->acquires++;
 }
 
-static void counted_acquire(void *state) {
-    struct gil_slot *s = slot();
-    double began = now();
-    real_acquire(state);
-    s->wait_s += now() - began;
-    s->acquires++;
-}
+static void counted_restore(void *state) { timed(real_restore, state); }
+
+static void counted_acquire(void *state) { timed(real_acquire, state); }
 
 static int counted_ensure(void) {
     struct gil_slot *s = slot();
