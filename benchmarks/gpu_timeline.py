@@ -7,7 +7,9 @@ trace here to fractions of wall time:
 * ``gpu_busy_pct``: some kernel or copy ran;
 * ``model_pct`` and ``decode_pct``: kernels of the model's streams, of decode's streams;
 * ``overlap_pct``: both at once (decode and the model sharing the GPU);
-* ``copy_pct``: copies between host and device.
+* ``copy_pct``: copies between host and device;
+* ``top_kernels``: per side (``decode``, ``model``), the kernels that took the most time,
+  in ms per second of window, with their launches per second.
 
 Decode's streams are those that ran a resize (``upsample``) or an nvJPEG kernel (names
 with ``jpeg``); every other stream with kernels is the model's. nvJPEG's hardware decoder is
@@ -97,7 +99,27 @@ def summarise(events: list[dict[str, Any]]) -> dict[str, Any]:
             "decode": len(decode_streams),
             "all": len({e["args"].get("stream") for e in kernels}),
         },
+        "top_kernels": {
+            side: top_kernels(
+                [e for e in kernels if (e["args"].get("stream") in decode_streams) == is_decode],
+                window,
+            )
+            for side, is_decode in (("decode", True), ("model", False))
+        },
     }
+
+
+def top_kernels(kernels: list[dict[str, Any]], window_us: float, top: int = 8) -> dict[str, Any]:
+    """The ``top`` kernels by summed duration: name (cut to 60 characters) -> [ms per second
+    of window, launches per second]."""
+    totals: dict[str, list[float]] = {}
+    for e in kernels:
+        entry = totals.setdefault(e.get("name", "?")[:60], [0.0, 0])
+        entry[0] += e["dur"]
+        entry[1] += 1
+    seconds = window_us / 1e6
+    ranked = sorted(totals.items(), key=lambda kv: -kv[1][0])[:top]
+    return {name: [round(us / 1e3 / seconds, 2), round(n / seconds)] for name, (us, n) in ranked}
 
 
 def api_time(

@@ -36,6 +36,17 @@ def test_decode_streams_are_those_that_resized_or_ran_nvjpeg() -> None:
     assert summary["overlap_pct"] == round(100 * 7 / 45, 1)  # 5-10 and 28-30
     assert summary["copy_pct"] == round(100 * 5 / 45, 1)
     assert summary["gpu_busy_pct"] == round(100 * 37 / 45, 1)  # 0-15, 20-32, 35-45
+    # per side, by summed time: ms per second of the 45 µs window, launches per second
+    per_second = 1e6 / 45
+    assert summary["top_kernels"]["decode"] == {
+        "upsample_bilinear2d_out_frame": [round(10 / 1e3 * per_second, 2), round(per_second)],
+        "nvjpeg::ycc_to_rgb": [round(5 / 1e3 * per_second, 2), round(per_second)],
+        "elementwise_kernel": [round(4 / 1e3 * per_second, 2), round(per_second)],
+    }
+    assert list(summary["top_kernels"]["model"]) == [
+        "triton_poi_fused_convolution",
+        "sm90_xmma_gemm",
+    ]
 
 
 def test_a_trace_without_kernels_says_so() -> None:
