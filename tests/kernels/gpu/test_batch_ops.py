@@ -16,6 +16,7 @@ from torchweir.kernels.gpu.batch_ops import (
     as_rows,
     batch_ops,
     compiled,
+    planar_resized,
     plane_views,
     resize_groups,
     resized_rows,
@@ -81,6 +82,22 @@ def test_resized_rows_resize_then_flip_as_the_two_steps_do(flip: bool) -> None:
         assert torch.equal(row, want.flip(1) if flip else want)
     python = resized_rows(uint8, groups, 24, 20, flip)
     assert all(torch.equal(a, b) for a, b in zip(got, python, strict=True))
+
+
+def test_planar_resized_resizes_runs_of_one_size_where_they_lie() -> None:
+    """Three 40x50 images, then two 31x17, back to back in one buffer, as the nvJPEG
+    binding lays out a fused decode+resize batch: the rows equal resize_groups' rows."""
+    g = torch.Generator().manual_seed(1)
+    big = [torch.randint(0, 256, (3, 40, 50), generator=g, dtype=torch.uint8) for _ in range(3)]
+    small = [torch.randint(0, 256, (3, 31, 17), generator=g, dtype=torch.uint8) for _ in range(2)]
+    flat = torch.cat([x.flatten() for x in big + small] + [torch.zeros(7, dtype=torch.uint8)])
+    scripted, _ = compiled(planar_resized)
+    want = resize_groups(big + small, [[0, 1, 2], [3, 4]], 24, 20)
+    for fn in (scripted, planar_resized):
+        got = fn(flat, [3, 2], [40, 31], [50, 17], 24, 20)
+        assert len(got) == 5
+        assert all(row.shape == (1, 3, 24, 20) for row in got)
+        assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
 
 
 def test_as_rows_lays_out_flips_and_keeps_views() -> None:

@@ -36,6 +36,7 @@ __all__ = [
     "compiled",
     "decode_resized",
     "decode_rows",
+    "planar_resized",
     "plane_views",
     "resize_groups",
     "resized_rows",
@@ -58,17 +59,43 @@ def resize_groups(
         stacked = torch.cat(
             [images[i] if images[i].dim() == 4 else images[i].unsqueeze(0) for i in members]
         )
-        out = F.interpolate(
-            stacked.float(),
-            size=[height, width],
-            mode="bilinear",
-            align_corners=False,
-            antialias=False,
-        )
-        if stacked.dtype == torch.uint8:  # bilinear weights are convex: no clamp needed
-            out = out.round_().to(torch.uint8)
-        rows.extend(torch.split(out, 1))
+        rows.extend(torch.split(_resized(stacked, height, width), 1))
     return rows
+
+
+def planar_resized(
+    flat: torch.Tensor,
+    counts: list[int],
+    heights: list[int],
+    widths: list[int],
+    height: int,
+    width: int,
+) -> list[torch.Tensor]:
+    """Rows of ``height`` x ``width``, resized as :func:`resize_groups` does, from ``uint8``
+    planar images that lie in ``flat`` size by size: first ``counts[0]`` images of 3 x
+    ``heights[0]`` x ``widths[0]``, and so on. Each run is resized where it lies."""
+    rows: list[torch.Tensor] = []
+    offset = 0
+    for g in range(len(counts)):
+        size = counts[g] * 3 * heights[g] * widths[g]
+        run = flat.narrow(0, offset, size).view(counts[g], 3, heights[g], widths[g])
+        rows.extend(torch.split(_resized(run, height, width), 1))
+        offset += size
+    return rows
+
+
+def _resized(stacked: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """N x C x H x W bilinear to ``height`` x ``width``; ``uint8`` stays ``uint8``, rounded."""
+    out = F.interpolate(
+        stacked.float(),
+        size=[height, width],
+        mode="bilinear",
+        align_corners=False,
+        antialias=False,
+    )
+    if stacked.dtype == torch.uint8:  # bilinear weights are convex: no clamp needed
+        out = out.round_().to(torch.uint8)
+    return out
 
 
 def resized_rows(

@@ -206,6 +206,7 @@ class DecodeTensor(Kernel):
             (supported if self._nvjpeg.supports(entry[1]) else rest).append(entry)
         if not supported:
             return rest
+        supported = self._layout(supported)
         if self._last is not None:  # the decoder's state is reused: the last batch must be done
             self._last.synchronize()
         heights = [h.height for _, _, h in supported]
@@ -215,7 +216,6 @@ class DecodeTensor(Kernel):
             dtype=torch.uint8,
             device=self._device,
         )
-        images = self._ops.plane_views(flat, heights, widths)
         address = flat.data_ptr()
         planes: list[list[tuple[int, int]]] = []
         for height, width in zip(heights, widths, strict=True):
@@ -239,8 +239,27 @@ class DecodeTensor(Kernel):
         self._last = torch.cuda.Event()  # type: ignore[no-untyped-call]
         self._last.record()
         self._in_flight = flat
-        self._store(items, [supported[k][0] for k in decoded], [images[k] for k in decoded], False)
+        if len(decoded) == len(supported):
+            owners, rows = self._planar_rows(flat, supported)
+            self._set_rows(items, owners, rows)
+        else:  # the buffer has holes where images failed
+            images = self._ops.plane_views(flat, heights, widths)
+            self._store(
+                items, [supported[k][0] for k in decoded], [images[k] for k in decoded], False
+            )
         return rest
+
+    def _layout(self, supported: list[_Checked]) -> list[_Checked]:
+        """The order in which the binding lays a batch's images out in its device buffer."""
+        return supported
+
+    def _planar_rows(self, flat: Any, supported: list[_Checked]) -> tuple[list[int], list[Any]]:
+        """The rows of a batch the binding decoded into ``flat``, laid out as
+        :meth:`_layout` ordered ``supported``, and the item of each row."""
+        heights = [h.height for _, _, h in supported]
+        widths = [h.width for _, _, h in supported]
+        order, rows = self._rows(self._ops.plane_views(flat, heights, widths), False)
+        return [supported[k][0] for k in order], rows
 
     def _pinned(self, encoded: list[bytes]) -> list[tuple[int, int]]:
         """Copy ``encoded`` into this instance's pinned staging buffer (grown as needed,

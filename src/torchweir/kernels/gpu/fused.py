@@ -45,12 +45,13 @@ class DecodeResizeTensor(DecodeTensor):
             decode.decoder,
             decode.nvjpeg_handle,
         )
-        from torchweir.kernels.gpu.batch_ops import compiled, decode_resized
+        from torchweir.kernels.gpu.batch_ops import compiled, decode_resized, planar_resized
 
         self.resize = resize
         self.size = resize.size
         self._decode_resized, scripted = compiled(decode_resized)
-        self.scripted = self.scripted and scripted and self._ops.scripted
+        self._planar_resized, planar_scripted = compiled(planar_resized)
+        self.scripted = self.scripted and scripted and planar_scripted and self._ops.scripted
 
     def __repr__(self) -> str:
         height, width = self.size
@@ -66,6 +67,26 @@ class DecodeResizeTensor(DecodeTensor):
             blob, lengths, groups, self._rgb, self._device, self._flip, *self.size
         )
         return [checked[k][0] for group in groups for k in group], rows
+
+    def _layout(self, supported: list[_Checked]) -> list[_Checked]:
+        """Images of one size next to each other, so that each size is one block of the
+        binding's buffer, resized in place: no copy into a stacked batch first."""
+        groups = _groups([(header.height, header.width) for _, _, header in supported])
+        return [supported[k] for group in groups for k in group]
+
+    def _planar_rows(self, flat: Any, supported: list[_Checked]) -> tuple[list[int], list[Any]]:
+        counts: list[int] = []
+        heights: list[int] = []
+        widths: list[int] = []
+        for _, _, header in supported:  # consecutive runs of one size, as _layout left them
+            if counts and (heights[-1], widths[-1]) == (header.height, header.width):
+                counts[-1] += 1
+            else:
+                counts.append(1)
+                heights.append(header.height)
+                widths.append(header.width)
+        rows = self._planar_resized(flat, counts, heights, widths, *self.size)
+        return [i for i, _, _ in supported], rows
 
     def _rows(self, images: list[Any], flip: bool) -> tuple[list[int], list[Any]]:
         groups = _groups([tuple(image.shape) for image in images])
