@@ -240,7 +240,7 @@ class DecodeTensor(Kernel):
         self._last.record()
         self._in_flight = flat
         if len(decoded) == len(supported):
-            owners, rows = self._planar_rows(flat, supported)
+            owners, rows = self._planar_rows(flat, [i for i, _, _ in supported], heights, widths)
             self._set_rows(items, owners, rows)
         else:  # the buffer has holes where images failed
             images = self._ops.plane_views(flat, heights, widths)
@@ -253,13 +253,14 @@ class DecodeTensor(Kernel):
         """The order in which the binding lays a batch's images out in its device buffer."""
         return supported
 
-    def _planar_rows(self, flat: Any, supported: list[_Checked]) -> tuple[list[int], list[Any]]:
-        """The rows of a batch the binding decoded into ``flat``, laid out as
-        :meth:`_layout` ordered ``supported``, and the item of each row."""
-        heights = [h.height for _, _, h in supported]
-        widths = [h.width for _, _, h in supported]
+    def _planar_rows(
+        self, flat: Any, owners: list[int], heights: list[int], widths: list[int]
+    ) -> tuple[list[int], list[Any]]:
+        """The rows of a batch the binding decoded into ``flat``, image ``k`` (of
+        ``items[owners[k]]``) of 3 x ``heights[k]`` x ``widths[k]`` after image ``k - 1``,
+        in the order :meth:`_layout` gave; and the item of each row."""
         order, rows = self._rows(self._ops.plane_views(flat, heights, widths), False)
-        return [supported[k][0] for k in order], rows
+        return [owners[k] for k in order], rows
 
     def _pinned(self, encoded: list[bytes]) -> list[tuple[int, int]]:
         """Copy ``encoded`` into this instance's pinned staging buffer (grown as needed,

@@ -74,19 +74,20 @@ class DecodeResizeTensor(DecodeTensor):
         groups = _groups([(header.height, header.width) for _, _, header in supported])
         return [supported[k] for group in groups for k in group]
 
-    def _planar_rows(self, flat: Any, supported: list[_Checked]) -> tuple[list[int], list[Any]]:
+    def _planar_rows(
+        self, flat: Any, owners: list[int], heights: list[int], widths: list[int]
+    ) -> tuple[list[int], list[Any]]:
         counts: list[int] = []
-        heights: list[int] = []
-        widths: list[int] = []
-        for _, _, header in supported:  # consecutive runs of one size, as _layout left them
-            if counts and (heights[-1], widths[-1]) == (header.height, header.width):
+        sizes: list[tuple[int, int]] = []
+        for size in zip(heights, widths, strict=True):  # runs of one size, as _layout left them
+            if sizes and sizes[-1] == size:
                 counts[-1] += 1
             else:
                 counts.append(1)
-                heights.append(header.height)
-                widths.append(header.width)
-        rows = self._planar_resized(flat, counts, heights, widths, *self.size)
-        return [i for i, _, _ in supported], rows
+                sizes.append(size)
+        run_heights, run_widths = [h for h, _ in sizes], [w for _, w in sizes]
+        rows = self._planar_resized(flat, counts, run_heights, run_widths, *self.size)
+        return owners, rows
 
     def _rows(self, images: list[Any], flip: bool) -> tuple[list[int], list[Any]]:
         groups = _groups([tuple(image.shape) for image in images])
