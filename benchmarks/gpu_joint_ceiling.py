@@ -265,13 +265,33 @@ def joint_rate(
     return report
 
 
+def parse_variant(variant: str) -> tuple[str, list[str], float]:
+    """``threads`` or ``service``, its graph settings (``decode.instance_num=3``,
+    ``runtime.clients=512``, as ``gpu_pipeline_profile.py`` takes them) and the duty of a
+    GIL-holding thread beside the plain threads (``burner=DUTY``; 0: none)."""
+    name, *parts = variant.split("+")
+    duty = 0.0
+    settings = []
+    for part in parts:
+        if part.startswith("burner="):
+            if name != "threads":
+                raise SystemExit(f"burner= is for the threads variant, not {variant!r}")
+            duty = float(part.removeprefix("burner="))
+        else:
+            settings.append(part)
+    if name not in ("threads", "service"):
+        raise SystemExit(f"unknown variant {variant!r}")
+    return name, settings, duty
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_service_arguments(parser)
     parser.add_argument(
         "--variants",
         default="threads,service",
-        help="threads, threads+burner=DUTY (a GIL-holding thread beside them) or service",
+        help="threads or service, each with +NODE.KEY=VALUE settings (service with "
+        "+runtime.clients=N too); threads+burner=DUTY adds a GIL-holding thread beside them",
     )
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--split", action="store_true", help="time the parts of a decode batch")
@@ -289,7 +309,6 @@ def main() -> None:
     images = sample_image_bytes()
     if args.long_side:
         images = imagenet_like(images, args.long_side)
-    spec, _ = variant_graph("service", args)
     sys.setswitchinterval(args.switch_interval)
     split = Split() if args.split else None
     if split is not None:
@@ -298,18 +317,17 @@ def main() -> None:
     for r in range(1, args.rounds + 1):
         threads_rate = None
         for variant in args.variants.split(","):
-            name, _, duty = variant.partition("+burner=")
+            name, settings, duty = parse_variant(variant)
             if split is not None:
                 split.take()
             if name == "threads":
-                report = joint_rate(spec, images, args.warmup, args.seconds, float(duty or 0))
+                spec, _ = variant_graph("+".join(["service", *settings]), args)
+                report = joint_rate(spec, images, args.warmup, args.seconds, duty)
                 nodes = {k: v for k, v in report.items() if k != "img_per_s"}
             elif name == "service":
-                service = tw.run(one("service", args, images))
+                service = tw.run(one("+".join(["service", *settings]), args, images))
                 report = {"img_per_s": service["img_per_s"], "nodes": service["nodes"]}
                 nodes = service["nodes"]
-            else:
-                raise SystemExit(f"unknown variant {variant!r}")
             if split is not None:
                 report["decode_batch_ms"] = split.take()
             rate = report["img_per_s"]

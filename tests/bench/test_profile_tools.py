@@ -1,5 +1,5 @@
-"""The profile tools' own logic: variant settings (benchmarks/gpu_pipeline_profile.py) and
-the thread profile's report (benchmarks/thread_profile.py)."""
+"""The profile tools' own logic: variant settings (benchmarks/gpu_pipeline_profile.py and
+benchmarks/gpu_joint_ceiling.py) and the thread profile's report (benchmarks/thread_profile.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import argparse
 import asyncio
 
 import pytest
+from benchmarks.gpu_joint_ceiling import parse_variant
 from benchmarks.gpu_pipeline_profile import runtime_settings, variant_graph
 from benchmarks.thread_profile import ThreadProfile, _quantiles
 
@@ -51,6 +52,24 @@ def test_runtime_settings_override_the_command_line() -> None:
     )
     with pytest.raises(SystemExit, match=r"runtime\.loop"):
         runtime_settings("service+runtime.loop=asyncio", args)
+
+
+def test_joint_variants_carry_graph_settings_and_the_burner_duty() -> None:
+    assert parse_variant("threads") == ("threads", [], 0.0)
+    assert parse_variant("threads+decode.instance_num=3+burner=0.25") == (
+        "threads",
+        ["decode.instance_num=3"],
+        0.25,
+    )
+    assert parse_variant("service+decode.instance_num=3+runtime.clients=512") == (
+        "service",
+        ["decode.instance_num=3", "runtime.clients=512"],
+        0.0,
+    )
+    with pytest.raises(SystemExit, match="burner= is for the threads variant"):
+        parse_variant("service+burner=0.5")
+    with pytest.raises(SystemExit, match=r"unknown variant 'model\+"):
+        parse_variant("model+decode.instance_num=3")
 
 
 def test_quantiles_are_in_milliseconds() -> None:
