@@ -202,8 +202,9 @@ def main() -> None:
         "--variants",
         default="cpu,gpu",
         help="decode variants: cpu (in processes), cpu-threads, gpu, gpu-torchvision, "
-        "gpu-nvjpeg, gpu-own, gpu-shared, gpu-serialized; @DxM sets the decode and model "
-        "instances (gpu@2x1)",
+        "gpu-nvjpeg, gpu-own, gpu-shared, gpu-serialized; +cpuN spills GPU decode to N "
+        "CPU decoders in processes (gpu+cpu8); @DxM sets the decode and model instances "
+        "(gpu@2x1)",
     )
     parser.add_argument("--decode-instances", type=int, default=0, help="0: automatic")
     parser.add_argument("--gpu-decode-instances", type=int, default=2)
@@ -321,7 +322,10 @@ def main() -> None:
         # sharing nvJPEG handles so)
         # a suffix @DxM sets the instances of decode (D) and model (M): gpu@1x1
         variant, _, counts = variant.partition("@")
+        variant, _, spill = variant.partition("+")
         decode, _, how = variant.partition("-")
+        if spill and not (decode == "gpu" and spill.startswith("cpu") and spill[3:].isdigit()):
+            parser.error(f"variant {variant}+{spill}: only gpu variants spill, to cpuN")
         instances = args.gpu_decode_instances if decode == "gpu" else args.decode_instances
         per_node = dict(common)
         if counts:
@@ -332,6 +336,7 @@ def main() -> None:
             decode=decode,
             decode_instances=instances or None,
             decode_executor=executor,
+            decode_spill=int(spill[3:]) if spill else 0,
             **per_node,
             **compiled,
         )
@@ -342,7 +347,8 @@ def main() -> None:
             g = _with_node_param(g, "decode", "decoder", decoder)
             if how not in ("torchvision", "nvjpeg"):
                 g = _with_node_param(g, "decode", "nvjpeg_handle", how)
-        name = f"{decode}-decode" + (f"-{how}" if how else "") + (f"@{counts}" if counts else "")
+        name = f"{decode}-decode" + (f"-{how}" if how else "") + (f"+{spill}" if spill else "")
+        name += f"@{counts}" if counts else ""
         targets.append(RuntimeTarget(g, name=name, **runtime))
         if variant == "cpu" and args.ab_switch:
             targets.append(RuntimeTarget(g, name="cpu-decode-5ms"))
@@ -421,9 +427,12 @@ def _print_ratios(result: Any, ceilings: dict[str, Any]) -> None:
             "cpu-decode": "cpu_decode_processes",
             "cpu-decode-threads": "cpu_decode_resize_cvtcolor",
         }.get(point.target, "nvjpeg_batch64")
+        decode_rate = rates.get(decode, 1e12)
+        if "+cpu" in point.target:  # nvJPEG and the CPU decoders together
+            decode_rate += rates.get("cpu_decode_processes", 0.0)
         slowest = min(
             rates.get("model_compiled_fp16", rates.get("model_cuda_graph_fp16", 1e12)),
-            rates.get(decode, 1e12),
+            decode_rate,
         )
         print(
             f"{point.target:<18} {point.load:<12} {point.stats.qps:>9,.0f} img/s = "

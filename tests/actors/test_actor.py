@@ -298,3 +298,75 @@ async def test_the_queue_is_shared_over_idle_instances_not_their_slots() -> None
     actor.mailbox.deliver([token(i) for i in range(8)])
     await settle()
     assert [sizes(w) for w in workers] == [[4], [4]]  # not 2 x 2 per instance
+
+
+def spill_actor(
+    own: int = 1, spill: int = 2, *, max_batch: int = 8, spill_max: int = 2
+) -> tuple[Actor, list[ManualWorker], list[ManualWorker]]:
+    clock = FakeClock()
+    actor = Actor(
+        "n",
+        BatchPolicy(max_batch),
+        Mailbox("n", 1000, clock),
+        clock,
+        route,
+        spill_policy=BatchPolicy(spill_max),
+    )
+    own_workers = [ManualWorker() for _ in range(own)]
+    spill_workers = [ManualWorker() for _ in range(spill)]
+    actor.attach(own_workers, spill_workers)
+    return actor, own_workers, spill_workers
+
+
+async def test_the_spill_pool_idles_while_an_instance_of_the_node_is_free() -> None:
+    actor, [own], spill = spill_actor()
+    actor.mailbox.deliver([token(i) for i in range(5)])
+    await settle()
+    assert sizes(own) == [5]  # the node's own instance takes all: it has room for 8
+    assert [sizes(w) for w in spill] == [[], []]
+    assert actor.statistics().spilled == 0
+
+
+async def test_the_spill_pool_takes_its_own_batch_size_while_the_node_is_busy() -> None:
+    actor, [own], spill = spill_actor()
+    actor.mailbox.deliver([token(0)])
+    await settle()
+    actor.mailbox.deliver([token(i) for i in range(1, 12)])
+    await settle()
+    # own is busy: the 11 queued are shared over the idle spill instances, 2 at most each
+    assert sizes(own) == [1]
+    assert [sizes(w) for w in spill] == [[2], [2]]
+    assert len(actor.mailbox) == 7
+    own.finish(actor)
+    await settle()
+    assert sizes(own) == [1, 7]  # the freed instance of the node takes the rest, FIFO
+    assert [t.payload["data"] for t in own.batches[1]] == list(range(5, 12))
+    spill[0].finish(actor, lambda x: -x)
+    await settle()
+    assert sizes(spill[0]) == [2]  # nothing left to spill
+    stats = actor.statistics()
+    assert (stats.instances, stats.spill_instances) == (3, 2)
+    assert (stats.dispatched, stats.spilled) == (12, 4)
+    assert stats.batch_sizes[7] == 1
+    assert stats.batch_sizes[2] == 2
+
+
+async def test_spilled_results_are_routed_like_the_nodes_own() -> None:
+    actor, [own], [spill] = spill_actor(spill=1, max_batch=1, spill_max=1)
+    jobs = []
+    for i in range(2):
+        t = token(i)
+        jobs.append(t.job)
+        actor.mailbox.put_nowait(t)
+        await settle()
+    spill.finish(actor, lambda x: f"spill {x}")
+    own.finish(actor, lambda x: f"own {x}")
+    await settle()
+    assert [job.future.result() for job in jobs] == ["own 0", "spill 1"]
+
+
+async def test_a_spill_pool_needs_a_spill_policy() -> None:
+    clock = FakeClock()
+    actor = Actor("n", BatchPolicy(2), Mailbox("n", 10, clock), clock, route)
+    with pytest.raises(ValueError, match="no spill_policy"):
+        actor.attach([ManualWorker()], [ManualWorker()])

@@ -208,3 +208,24 @@ def test_ctrl_c_prints_what_was_measured_and_exits_130(config: Path) -> None:
     assert "4 clients" not in out
     assert "Interrupted (Ctrl-C)" in out
     assert "interrupted (Ctrl-C)" in err
+
+
+def test_the_service_graph_can_spill_gpu_decode_to_cpu_decoders_in_processes() -> None:
+    import torch
+
+    from torchweir.bench.resnet50 import CPU_DECODE, service_graph
+    from torchweir.graphs.spill import spill_spec
+
+    model = torch.nn.Conv2d(3, 4, 1)
+    spec = service_graph(decode="gpu", decode_spill=6, device="cpu", model=model).spec()
+    pool = spill_spec(spec.node("decode"))
+    assert pool is not None
+    assert (pool.backend, pool.instance_num, pool.max) == (CPU_DECODE, 6, 8)
+    assert pool.params["executor"] == "process"
+    assert pool.params["color"] == "rgb"
+    assert (
+        "spill"
+        not in service_graph(decode="gpu", device="cpu", model=model).spec().node("decode").params
+    )
+    with pytest.raises(ValueError, match="decode_spill is for GPU decode"):
+        service_graph(decode="cpu", decode_spill=2, device="cpu", model=model)

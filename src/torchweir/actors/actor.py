@@ -18,6 +18,12 @@ only once every idle instance has one. A partial batch waiting behind a running 
 nothing, and the queue is shared out over idle instances only. Otherwise prefetch halves
 every batch at moderate load and can park work behind a busy instance while another
 sits idle.
+
+A node may have a spill pool (:mod:`torchweir.graphs.spill`): instances of a second
+backend, with their own batch policy, listed after the node's own. Taking the instance
+holding the fewest batches, the first such, gives the order: an idle instance of the node,
+then an idle one of the pool, then slots ahead of running batches. So the pool takes work
+only while every instance of the node is busy.
 """
 
 from __future__ import annotations
@@ -71,6 +77,8 @@ class NodeStatistics(msgspec.Struct, frozen=True):
         run_time_s: how long each batch took in the kernel (its instance's thread).
         busy_seconds: instance-seconds spent running batches, summed over instances.
         errors: failed requests attributed to this node, by error type.
+        spill_instances: how many of ``instances`` form the spill pool.
+        spilled: tokens handed to the spill pool (counted in ``dispatched`` too).
     """
 
     node: str
@@ -87,6 +95,8 @@ class NodeStatistics(msgspec.Struct, frozen=True):
     run_time_s: HistogramSnapshot
     busy_seconds: float
     errors: dict[str, int]
+    spill_instances: int = 0
+    spilled: int = 0
 
 
 class Actor:
@@ -98,13 +108,22 @@ class Actor:
         mailbox: the node's queue; the actor hooks its arrival callback.
         clock: the injected clock (timers and deadlines).
         route: called with each finished batch to pass tokens on or settle jobs.
+        spill_policy: when to cut batches for the spill pool, if the node has one.
     """
 
     def __init__(
-        self, name: str, policy: BatchPolicy, mailbox: Mailbox, clock: Clock, route: RouteFn
+        self,
+        name: str,
+        policy: BatchPolicy,
+        mailbox: Mailbox,
+        clock: Clock,
+        route: RouteFn,
+        *,
+        spill_policy: BatchPolicy | None = None,
     ) -> None:
         self.name = name
         self.policy = policy
+        self.spill_policy = spill_policy
         self.mailbox = mailbox
         self.links = Links()
         self.children: list[Actor] = []
@@ -115,6 +134,7 @@ class Actor:
         self._clock = clock
         self._route = route
         self._workers: list[Worker] = []
+        self._own = 0  # instances of the node itself; the spill pool's follow them
         self._running: list[int] = []  # batches each instance holds, by position
         self._depths: list[int] = []  # batches each instance accepts at once
         self._positions: dict[int, int] = {}  # id(worker) -> position
@@ -126,7 +146,9 @@ class Actor:
         self._dispatched = 0
         self._dropped = 0
         self._batches = 0
-        self._batch_sizes = [0] * (policy.max_batch + 1)
+        self._spilled = 0
+        largest = max(policy.max_batch, spill_policy.max_batch if spill_policy else 0)
+        self._batch_sizes = [0] * (largest + 1)
         self._queue_wait = Histogram()
         #: Failed requests attributed to this node, by error type (kept by the runtime).
         self.errors: Counter[str] = Counter()
@@ -136,10 +158,18 @@ class Actor:
         idle = self._running.count(0)
         return f"<Actor {self.name} load={self.load} idle={idle}/{len(self._workers)}>"
 
-    def attach(self, workers: Sequence[Worker]) -> None:
-        """Bind the started instances; must run on the event loop's thread."""
+    def attach(self, workers: Sequence[Worker], spill: Sequence[Worker] = ()) -> None:
+        """Bind the started instances, the node's own and its spill pool's; must run on
+        the event loop's thread.
+
+        Raises:
+            ValueError: a spill pool without a ``spill_policy``.
+        """
+        if spill and self.spill_policy is None:
+            raise ValueError(f"node {self.name!r} has spill instances but no spill_policy")
         self._loop = asyncio.get_running_loop()
-        self._workers = list(workers)
+        self._own = len(workers)
+        self._workers = [*workers, *spill]
         self._depths = [_depth(w) for w in self._workers]
         self._running = [0] * len(self._workers)
         self._positions = {id(w): i for i, w in enumerate(self._workers)}
@@ -203,6 +233,8 @@ class Actor:
             run_time_s=run_time,
             busy_seconds=busy,
             errors=dict(self.errors),
+            spill_instances=len(self._workers) - self._own,
+            spilled=self._spilled,
         )
 
     def _on_arrival(self, count: int) -> None:
@@ -217,16 +249,17 @@ class Actor:
             slot = self._next_slot()
             if slot is None:
                 break
-            idle = self._running.count(0)
-            if idle == 0 and len(queue) < self.policy.max_batch:
+            policy = self._policy_of(slot)
+            if self._running[slot] and len(queue) < policy.max_batch:
                 break  # only slots ahead of running batches are left: they take full ones
             if self._downstream_full():
                 return  # a child's pump wakes us once it drains
             was_full = self.mailbox.full()
             now = self._clock.now()
-            batch = self.mailbox.take(self.policy, now, self.upstream_load(), max(idle, 1))
+            idle = self._idle_in_pool_of(slot)
+            batch = self.mailbox.take(policy, now, self.upstream_load(), max(idle, 1))
             if batch is None:
-                self._arm_timer(queue[0].arrived + self.policy.timeout)
+                self._arm_timer(queue[0].arrived + policy.timeout)
                 return
             if was_full:
                 for parent in self.parents:
@@ -244,6 +277,16 @@ class Actor:
             if held < depth and (best is None or held < self._running[best]):
                 best = i
         return best
+
+    def _policy_of(self, slot: int) -> BatchPolicy:
+        if slot < self._own or self.spill_policy is None:
+            return self.policy
+        return self.spill_policy
+
+    def _idle_in_pool_of(self, slot: int) -> int:
+        """Idle instances of ``slot``'s pool, over which the queue is shared out."""
+        pool = self._running[: self._own] if slot < self._own else self._running[self._own :]
+        return pool.count(0)
 
     def _position(self, worker: Worker) -> int:
         position = self._positions.get(id(worker))
@@ -278,6 +321,8 @@ class Actor:
             wait.observe(now - token.arrived)
         self._batches += 1
         self._dispatched += size
+        if slot >= self._own:
+            self._spilled += size
         self._batch_sizes[min(size, len(self._batch_sizes) - 1)] += 1
         worker.run(batch)
 

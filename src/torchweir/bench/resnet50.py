@@ -19,6 +19,7 @@ __all__ = ["MEAN", "STD", "service_graph"]
 
 MEAN = "123.675, 116.28, 103.53"
 STD = "58.395, 57.120, 57.375"
+CPU_DECODE = "S[DecodeMat,ResizeMat,cvtColorMat,Mat2Tensor]"
 
 
 def service_graph(
@@ -27,6 +28,7 @@ def service_graph(
     decode: str = "cpu",
     decode_instances: int | None = None,
     decode_executor: str | None = None,
+    decode_spill: int = 0,
     model_instances: int | None = None,
     max_batch: int | None = None,
     precision: str | None = None,
@@ -46,12 +48,17 @@ def service_graph(
     gets one instance per core left after the event loop and the model's threads. The
     model takes what is queued without waiting (``model_timeout_ms=2`` doubled its batch
     size at 256 clients on an H200 without raising throughput, and cost 25 % at 10).
+
+    ``decode_spill`` gives GPU decode a spill pool of that many CPU decoders, each in a
+    child process: they take batches of 8 while both GPU decoders are busy.
     """
     if device is None:
         device = "cuda" if _has_cuda() else "cpu"
     gpu = device.startswith("cuda")
     if decode not in ("cpu", "gpu"):
         raise ValueError(f"decode must be 'cpu' or 'gpu', got {decode!r}")
+    if decode_spill and decode != "gpu":
+        raise ValueError(f"decode_spill is for GPU decode, got decode={decode!r}")
     if model is None:
         from torchweir.kernels.models.resnet import resnet50
 
@@ -62,7 +69,7 @@ def service_graph(
         executor = decode_executor or ("process" if gpu else "thread")
         decoder = g.node(
             "decode",
-            "S[DecodeMat,ResizeMat,cvtColorMat,Mat2Tensor]",
+            CPU_DECODE,
             resize_h=224,
             resize_w=224,
             color="rgb",
@@ -74,6 +81,16 @@ def service_graph(
             max=8 if executor == "process" else 1,
         )
     else:
+        spill: dict[str, Any] = {}
+        if decode_spill:
+            spill = {
+                "spill": CPU_DECODE,
+                "spill_instance_num": decode_spill,
+                "spill_executor": "process",
+                "spill_max": 8,
+                "spill_prefetch": 1,
+                "spill_color": "rgb",
+            }
         decoder = g.node(
             "decode",
             "S[DecodeTensor,ResizeTensor]",
@@ -81,6 +98,7 @@ def service_graph(
             resize_w=224,
             instance_num=decode_instances or 2,
             max=64,
+            **spill,
         )
     net = TorchModel(
         model,

@@ -17,6 +17,7 @@ from torchweir.errors import ConfigError
 from torchweir.graphs.backend import parse_backend, render_backend
 from torchweir.graphs.mapping import parse_map
 from torchweir.graphs.spec import SCHEDULING_KEYS, GraphSpec, NodeSpec
+from torchweir.graphs.spill import SPILL_KEY, spill_spec
 from torchweir.graphs.topology import reachable
 from torchweir.kernels import filters, registry
 from torchweir.kernels.compose import STRUCTURAL_NAMES
@@ -143,6 +144,7 @@ def _check_node(spec: NodeSpec, names: set[str], file: str | None) -> None:
     where = {"file": file, "node": spec.name}
     if spec.kernel is None:
         _check_backend(spec, file)
+    _check_spill(spec, file)
     for child in spec.next:
         if child not in names:
             raise ConfigError(
@@ -181,6 +183,16 @@ def _check_backend(spec: NodeSpec, file: str | None) -> None:
         )
     for filter_name in backend.filters():
         _check_filter(filter_name, spec, file, key="backend")
+
+
+def _check_spill(spec: NodeSpec, file: str | None) -> None:
+    pool = spill_spec(spec, file=file)
+    if pool is None or pool.kernel is not None:
+        return
+    try:
+        _check_backend(pool, file)
+    except ConfigError as exc:
+        raise ConfigError(exc.detail, file=file, node=spec.name, key=SPILL_KEY) from None
 
 
 def _check_import(path: str, spec: NodeSpec, file: str | None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import pickle
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from torchweir.actors.actor import Actor
@@ -25,6 +25,7 @@ from torchweir.errors import ConfigError
 from torchweir.graphs.backend import Backend, parse_backend
 from torchweir.graphs.mapping import MapRule, parse_map
 from torchweir.graphs.spec import GraphSpec, NodeSpec
+from torchweir.graphs.spill import spill_spec
 from torchweir.graphs.topology import Region, reachable, serial_region, subgraph_region
 from torchweir.kernels import filters, registry
 from torchweir.kernels.base import InstanceContext, Kernel
@@ -37,12 +38,34 @@ Worker = InstanceWorker | ProcessWorker
 
 @dataclass
 class Built:
-    """The run-time form of a graph."""
+    """The run-time form of a graph.
+
+    Attributes:
+        workers: each node's own instances.
+        spill: each node's spill pool, for the nodes that have one (:mod:`..graphs.spill`).
+    """
 
     actors: dict[str, Actor]
     workers: dict[str, list[Worker]]
     entry: str | None
     stream_bound: dict[str, bool]
+    spill: dict[str, list[Worker]] = field(default_factory=dict)
+
+    def all_workers(self) -> list[Worker]:
+        """Every instance of every node, the spill pools' included."""
+        groups = [*self.workers.values(), *self.spill.values()]
+        return [worker for group in groups for worker in group]
+
+
+@dataclass
+class _Pool:
+    """One node's instances of one backend: its own, or its spill pool."""
+
+    spec: NodeSpec
+    kernel: Kernel
+    stream_bound: bool
+    policy: BatchPolicy
+    devices: list[int] | None = None
 
 
 def build(graph: GraphSpec, clock: Clock) -> Built:
@@ -52,54 +75,61 @@ def build(graph: GraphSpec, clock: Clock) -> Built:
         ConfigError: a backend cannot be built (unknown name, bad parameters).
     """
     actors: dict[str, Actor] = {}
-    kernels: dict[str, Kernel] = {}
-    stream_bound: dict[str, bool] = {}
+    pools: dict[str, list[_Pool]] = {}
     data_read = {spec.name: data_read_after(graph, spec.name) for spec in graph.nodes}
+    gpus = cuda_device_count()
     for spec in graph.nodes:
-        kernels[spec.name], stream_bound[spec.name] = node_kernel(
-            spec, fuse=not data_read[spec.name]
+        specs = [spec]
+        if (spilled := spill_spec(spec)) is not None:
+            specs.append(spilled)
+        pools[spec.name] = [_pool(each, gpus, fuse=not data_read[spec.name]) for each in specs]
+        own, *spill = pools[spec.name]
+        actors[spec.name] = Actor(
+            spec.name,
+            own.policy,
+            Mailbox(spec.name, spec.max_queue, clock),
+            clock,
+            route,
+            spill_policy=spill[0].policy if spill else None,
         )
-        kernel = kernels[spec.name]
-        max_batch = spec.max if spec.max is not None else kernel.max_batch
-        policy = BatchPolicy(max_batch=max_batch, timeout=spec.batching_timeout / 1000.0)
-        actor = Actor(spec.name, policy, Mailbox(spec.name, spec.max_queue, clock), clock, route)
-        actors[spec.name] = actor
-    gpu_nodes = _gpu_nodes(graph, kernels, stream_bound, cuda_device_count())
-    if gpu_nodes and (why := hardware_queue_warning()):
+    on_a_gpu = any(pool.devices is not None for group in pools.values() for pool in group)
+    if on_a_gpu and (why := hardware_queue_warning()):
         warnings.warn(why, RuntimeWarning, stacklevel=3)
-    workers = {
-        spec.name: _workers(
-            spec,
-            kernels[spec.name],
-            actors[spec.name],
-            gpu_nodes,
-            data_read[spec.name],
-        )
-        for spec in graph.nodes
-    }
+    on_gpu = {name for name, group in pools.items() if group[0].devices is not None}
+    built: dict[str, list[list[Worker]]] = {}
+    for spec in graph.nodes:
+        keep = bool(spec.next) and all(child in on_gpu for child in spec.next)
+        built[spec.name] = [
+            _workers(pool, actors[spec.name], keep, data_read[spec.name])
+            for pool in pools[spec.name]
+        ]
     _wire(graph, actors)
-    return Built(actors, workers, graph.default_entry(), stream_bound)
+    return Built(
+        actors,
+        {name: groups[0] for name, groups in built.items()},
+        graph.default_entry(),
+        {name: group[0].stream_bound for name, group in pools.items()},
+        {name: groups[1] for name, groups in built.items() if len(groups) > 1},
+    )
 
 
-def _gpu_nodes(
-    graph: GraphSpec, kernels: dict[str, Kernel], stream_bound: dict[str, bool], gpus: int
-) -> dict[str, list[int]]:
-    """Which nodes run on GPUs, and each instance's GPU index.
+def _pool(spec: NodeSpec, gpus: int, *, fuse: bool) -> _Pool:
+    """Build one pool's kernel, batch policy and GPU placement.
 
-    A node is a GPU node if its kernel needs CUDA, or if a stream wrapper (``Torch[...]``)
+    A pool runs on GPUs if its kernel needs CUDA, or if a stream wrapper (``Torch[...]``)
     asks for one and a GPU is visible; on a machine without one, ``Torch[...]`` nodes run
     on the CPU, so torchpipe configs of CPU stages load anywhere.
     """
-    placed: dict[str, list[int]] = {}
-    for spec in graph.nodes:
-        needs = kernels[spec.name].device.startswith("cuda")
-        if not needs and not (stream_bound[spec.name] and gpus > 0):
-            continue
+    kernel, stream_bound = node_kernel(spec, fuse=fuse)
+    max_batch = spec.max if spec.max is not None else kernel.max_batch
+    policy = BatchPolicy(max_batch=max_batch, timeout=spec.batching_timeout / 1000.0)
+    pool = _Pool(spec, kernel, stream_bound, policy)
+    if kernel.device.startswith("cuda") or (stream_bound and gpus > 0):
         try:
-            placed[spec.name] = place_instances(spec.instance_num, _device_id(spec), gpus)
+            pool.devices = place_instances(spec.instance_num, _device_id(spec), gpus)
         except ConfigError as exc:
             raise ConfigError(exc.detail, node=spec.name, key=exc.key) from None
-    return placed
+    return pool
 
 
 def _device_id(spec: NodeSpec) -> int | None:
@@ -146,15 +176,11 @@ def _read_by_map(rules: dict[str, tuple[MapRule, ...]], parents: dict[str, list[
     }
 
 
-def _workers(
-    spec: NodeSpec,
-    kernel: Kernel,
-    actor: Actor,
-    gpu_nodes: dict[str, list[int]],
-    data_read: bool,
-) -> list[Worker]:
-    devices = gpu_nodes.get(spec.name)
-    keep = devices is not None and bool(spec.next) and all(c in gpu_nodes for c in spec.next)
+def _workers(pool: _Pool, actor: Actor, keep: bool, data_read: bool) -> list[Worker]:
+    """Start-ready workers for one pool; ``keep`` leaves results on the GPU (every child
+    runs on one)."""
+    spec, devices = pool.spec, pool.devices
+    keep = keep and devices is not None
     completion = str(spec.params.get("completion", "event"))
     priority = str(spec.params.get("stream_priority", "normal"))
     _cuda_binding(spec, completion, priority)  # bad values fail on a CPU machine too
@@ -179,7 +205,7 @@ def _workers(
             continue
         binding = None if devices is None else _cuda_binding(spec, completion, priority)
         workers.append(
-            InstanceWorker(kernel, ctx, actor.batch_done, binding=binding, prefetch=prefetch)
+            InstanceWorker(pool.kernel, ctx, actor.batch_done, binding=binding, prefetch=prefetch)
         )
     return workers
 

@@ -147,7 +147,7 @@ class Runtime:
             self._restore_interval()
             raise
         for name, actor in built.actors.items():
-            actor.attach(built.workers[name])
+            actor.attach(built.workers[name], built.spill.get(name, ()))
         self._built = built
         self._drained = asyncio.Event()
         self._closed = asyncio.Event()
@@ -378,7 +378,7 @@ class Runtime:
         for actor in built.actors.values():
             actor.close()
             actor.mailbox.queue.clear()
-        workers = [w for group in built.workers.values() for w in group]
+        workers = built.all_workers()
         for worker in workers:
             worker.stop()
         stuck = await asyncio.to_thread(_join_all, workers, 10.0)
@@ -412,7 +412,7 @@ def _as_spec(graph: Graph | GraphSpec | str | Path) -> GraphSpec:
 
 
 async def _start_workers(built: Built) -> None:
-    workers = [w for group in built.workers.values() for w in group]
+    workers = built.all_workers()
     results = await asyncio.gather(*(w.start() for w in workers), return_exceptions=True)
     failures = [r for r in results if isinstance(r, BaseException)]
     if failures:

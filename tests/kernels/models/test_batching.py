@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from torchweir.kernels.models.batching import gather_rows, upload_batch
+from torchweir.kernels.models.batching import gather_rows, run_batched, upload_batch
+from torchweir.kernels.models.config import ModelConfig
 
 
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.float16, torch.float32, torch.bfloat16])
@@ -39,3 +40,36 @@ def test_upload_batch_concatenates_mixed_dtypes_where_they_lie() -> None:
     batch = upload_batch(samples)  # only same-dtype host batches are pinned
     assert batch.dtype == torch.float32
     assert torch.equal(batch, torch.tensor([[1.0, 1.0], [0.5, 0.5]]))
+
+
+def test_a_concat_gets_host_and_device_samples_together_device_first() -> None:
+    # "meta" stands in for a GPU here: a batch that a spill pool fed in part
+    host, device = torch.zeros(1, 3, 2, 2), torch.empty(1, 3, 2, 2, device="meta")
+    samples = [host, device, host + 1, device]
+    seen: list[list[str]] = []
+
+    def concat(chunk: list[torch.Tensor]) -> torch.Tensor:
+        seen.append([s.device.type for s in chunk])
+        return torch.zeros(len(chunk), 3, 2, 2)
+
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        return torch.arange(batch.shape[0])
+
+    items: list[dict[str, object]] = [{"data": s} for s in samples]
+    assert run_batched(items, run, ModelConfig(max_batch=8), concat=concat) is None
+    assert seen == [["meta", "meta", "cpu", "cpu"]]  # one model call, not one per device
+    # each item gets the row its sample went into
+    assert [int(item["result"]) for item in items] == [2, 0, 3, 1]  # type: ignore[call-overload]
+
+
+def test_without_a_concat_samples_are_grouped_by_device() -> None:
+    host, device = torch.zeros(1, 3, 2, 2), torch.empty(1, 3, 2, 2, device="meta")
+    samples = [host, device, host + 1]
+    sizes: list[int] = []
+
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        sizes.append(batch.shape[0])
+        return torch.zeros(batch.shape[0], device=batch.device)
+
+    assert run_batched([{"data": s} for s in samples], run, ModelConfig(max_batch=8)) is None
+    assert sorted(sizes) == [1, 2]

@@ -316,3 +316,93 @@ def test_without_cuda_graphs_host_inputs_are_uploaded_from_pinned_memory(
     for host, gpu, graph in zip(on_host, on_gpu, by_graph, strict=True):
         assert torch.equal(host["result"], gpu["result"])
         assert relative_error(host["result"], graph["result"]) < 1e-2
+
+
+@pytest.mark.parametrize("cuda_graphs", [True, False])
+def test_host_and_gpu_samples_in_one_batch_give_their_own_outputs(cuda_graphs: bool) -> None:
+    # what a model behind a GPU decoder that spilled to CPU decoders receives
+    import torch
+
+    from torchweir.kernels.models.resnet import resnet50
+
+    model = tw.kernels.TorchModel(
+        resnet50(seed=0),
+        precision="fp16",
+        device="cuda",
+        input_shape="3x224x224",
+        max_batch=8,
+        cuda_graphs=cuda_graphs,
+        mean="123.675,116.28,103.53",
+        std="58.395,57.12,57.375",
+    )
+    instance = model.setup(tw.InstanceContext(node="m", device="cuda:0"))
+    torch.manual_seed(2)
+    xs = [torch.randint(0, 256, (1, 3, 224, 224), dtype=torch.uint8) for _ in range(6)]
+    on_host = [{"data": x} for x in xs]
+    mixed = [{"data": x.cuda() if k % 2 else x} for k, x in enumerate(xs)]
+    assert instance.forward(on_host) is None
+    assert instance.forward(mixed) is None
+    torch.cuda.synchronize()
+    for host, both in zip(on_host, mixed, strict=True):
+        assert relative_error(both["result"], host["result"]) < 1e-3
+
+
+def test_a_gpu_decoder_spilling_to_cpu_processes_feeds_one_model() -> None:
+    import torch
+
+    from torchweir.data import sample_image_bytes
+    from torchweir.kernels.cpu.reference import preprocess_reference
+    from torchweir.kernels.models.resnet import resnet50
+
+    module = resnet50(seed=0)
+    g = tw.Graph()
+    decode = g.node(
+        "decode",
+        "S[DecodeTensor,ResizeTensor]",
+        resize_h=224,
+        resize_w=224,
+        max=4,
+        spill="S[DecodeMat,ResizeMat,cvtColorMat,Mat2Tensor]",
+        spill_instance_num=2,
+        spill_executor="process",
+        spill_max=2,
+        spill_color="rgb",
+    )
+    net = tw.kernels.TorchModel(
+        module,
+        precision="fp16",
+        device="cuda",
+        input_shape="3x224x224",
+        max_batch=16,
+        mean="123.675,116.28,103.53",
+        std="58.395,57.12,57.375",
+    )
+    decode >> g.node("model", net, instance_num=2)
+    images = sample_image_bytes()
+    xs = images * 8
+
+    async def main() -> tuple[list[Any], tw.NodeStatistics]:
+        async with tw.Runtime(g) as rt:
+            outs = await asyncio.gather(*(rt.submit(x) for x in xs))
+            stats = next(n for n in rt.statistics().nodes if n.node == "decode")
+            return list(outs), stats
+
+    outs, stats = asyncio.run(main())
+    assert 0 < stats.spilled < len(xs)
+    # each output is the fp32 model's on one of the two decoders' pixels
+    mean = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
+    std = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
+    gpu = tw.Graph()
+    gpu.node("decode", "S[DecodeTensor,ResizeTensor]", resize_h=224, resize_w=224)
+    gpu_pixels = run_all(gpu, images)
+    with torch.inference_mode():
+        references = [
+            [
+                module((pixels.cpu().float() - mean) / std)
+                for pixels in (preprocess_reference(image, 224, 224, "rgb"), gpu_rows)
+            ]
+            for image, gpu_rows in zip(images, gpu_pixels, strict=True)
+        ]
+    for k, out in enumerate(outs):
+        errors = [relative_error(out, ref) for ref in references[k % len(images)]]
+        assert min(errors) < 1e-2, errors

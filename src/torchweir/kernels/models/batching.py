@@ -24,6 +24,7 @@ __all__ = [
     "pinned_batch",
     "run_batched",
     "split",
+    "stack_into",
     "to_output",
     "upload_batch",
 ]
@@ -109,12 +110,50 @@ def pinned_batch(samples: list[torch.Tensor]) -> torch.Tensor:
     return gather_rows(samples, pinned)
 
 
+def stack_into(samples: list[torch.Tensor], out: torch.Tensor) -> torch.Tensor:
+    """Copy same-shape ``1 x ...`` samples, on the host or on ``out``'s GPU, into the rows
+    of ``out`` in order, without blocking: each run of device samples in one
+    concatenation, each run of host samples through pinned memory.
+
+    A node with a spill pool (a GPU decoder spilling to CPU decoders) hands its child
+    such mixed batches; stacking them in one batch keeps them one model call.
+    """
+    start = 0
+    for run in _device_runs(samples):
+        rows = out[start : start + len(run)]
+        if run[0].device.type == "cpu":
+            rows.copy_(pinned_batch(run), non_blocking=True)
+        elif len(run) == 1:
+            rows.copy_(run[0], non_blocking=True)
+        else:
+            torch.cat(run, out=rows)
+        start += len(run)
+    return out
+
+
+def _device_runs(samples: list[torch.Tensor]) -> list[list[torch.Tensor]]:
+    runs: list[list[torch.Tensor]] = []
+    for sample in samples:
+        if runs and runs[-1][0].device == sample.device:
+            runs[-1].append(sample)
+        else:
+            runs.append([sample])
+    return runs
+
+
 def upload_batch(samples: list[torch.Tensor]) -> torch.Tensor:
     """The batch a GPU instance uploads: host samples of one dtype pinned
-    (:func:`pinned_batch`), anything else concatenated where it lies."""
+    (:func:`pinned_batch`); host and GPU samples together stacked on the GPU
+    (:func:`stack_into`); anything else concatenated where it lies."""
     first = samples[0]
-    if all(s.device.type == "cpu" and s.dtype == first.dtype for s in samples):
+    on_host = [s.device.type == "cpu" for s in samples]
+    if all(on_host) and all(s.dtype == first.dtype for s in samples):
         return pinned_batch(samples)
+    devices = {s.device for s in samples if s.device.type != "cpu"}
+    if any(on_host) and len(devices) == 1 and all(s.dtype == first.dtype for s in samples):
+        (device,) = devices
+        out = torch.empty((len(samples), *first.shape[1:]), dtype=first.dtype, device=device)
+        return stack_into(samples, out)
     return torch.cat(samples)
 
 
@@ -124,7 +163,9 @@ def run_batched(
     """Run every good item through ``run``, set each ``result``; return per-item errors.
 
     ``concat`` lets a runner build the batch where it wants it (a CUDA graph's static
-    input), saving a copy.
+    input), saving a copy. It takes host and GPU samples in one list (those of a GPU
+    first), so that a batch that a spill pool fed in part stays one model call; without
+    it, samples are grouped by device too.
     """
     errors: list[BaseException | None] = [None] * len(items)
     groups: dict[tuple[Any, ...], list[tuple[int, torch.Tensor]]] = {}
@@ -134,9 +175,12 @@ def run_batched(
         except InputError as exc:
             errors[i] = exc
             continue
-        key = (tuple(sample.shape), sample.dtype, sample.device)
+        key: tuple[Any, ...] = (tuple(sample.shape), sample.dtype)
+        if concat is None:
+            key += (sample.device,)
         groups.setdefault(key, []).append((i, sample))
     for members in groups.values():
+        members.sort(key=lambda member: member[1].device.type == "cpu")  # stable
         for start in range(0, len(members), config.max_batch):
             chunk = members[start : start + config.max_batch]
             try:

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from torchweir.kernels.models.batching import pinned_batch
+from torchweir.kernels.models.batching import pinned_batch, stack_into
 
 __all__ = ["ChannelsLastInput", "GraphedModel", "buckets_up_to"]
 
@@ -105,13 +105,19 @@ class GraphedModel:
         """Concatenate same-shape ``1 x ...`` samples straight into the static input of
         their bucket when they are on this GPU already (one copy, not two); host samples
         into pinned memory, which :meth:`__call__` copies in without blocking (torch's
-        pinned-memory cache keeps the block until that copy is done)."""
+        pinned-memory cache keeps the block until that copy is done). Host and GPU
+        samples together (a node that spilled to a CPU pool) go straight into the static
+        input too (:func:`stack_into`)."""
         first = samples[0]
-        if first.device.type == "cpu" and all(s.device.type == "cpu" for s in samples):
+        on_host = [s.device.type == "cpu" for s in samples]
+        if all(on_host):
             return pinned_batch(samples)
-        if first.device != self.device or any(s.device != first.device for s in samples):
-            return torch.cat(samples)
+        gpus = {s.device for s, host in zip(samples, on_host, strict=True) if not host}
+        if gpus != {self.device}:  # another GPU's: gathered here, copied in by __call__
+            return torch.cat([s.to(self.device) for s in samples])
         captured = self._captured(self._bucket(len(samples)), tuple(first.shape[1:]), first.dtype)
+        if any(on_host):  # fed in part by a spill pool on the host
+            return stack_into(samples, captured.inputs[: len(samples)])
         return torch.cat(samples, out=captured.inputs[: len(samples)])
 
     def __call__(self, batch: torch.Tensor) -> Any:
