@@ -335,14 +335,16 @@ def test_host_and_gpu_samples_in_one_batch_give_their_own_outputs(cuda_graphs: b
         mean="123.675,116.28,103.53",
         std="58.395,57.12,57.375",
     )
-    instance = model.setup(tw.InstanceContext(node="m", device="cuda:0"))
     torch.manual_seed(2)
     xs = [torch.randint(0, 256, (1, 3, 224, 224), dtype=torch.uint8) for _ in range(6)]
     on_host = [{"data": x} for x in xs]
     mixed = [{"data": x.cuda() if k % 2 else x} for k, x in enumerate(xs)]
-    assert instance.forward(on_host) is None
-    assert instance.forward(mixed) is None
-    torch.cuda.synchronize()
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):  # as an instance thread runs it: never the default one
+        instance = model.setup(tw.InstanceContext(node="m", device="cuda:0", stream=stream))
+        assert instance.forward(on_host) is None
+        assert instance.forward(mixed) is None
+    stream.synchronize()
     for host, both in zip(on_host, mixed, strict=True):
         assert relative_error(both["result"], host["result"]) < 1e-3
 
