@@ -9,6 +9,7 @@ In one run, on one machine:
   (``S[DecodeMat,ResizeMat,cvtColorMat,Mat2Tensor]`` x N instances, each in a process),
   ``cpu-decode-threads`` (the same on instance threads) and ``gpu-decode``
   (``S[DecodeTensor,ResizeTensor]``), all feeding ``TorchModel`` (fp16, CUDA graphs);
+  ``gpu+cpuN`` gives GPU decode a spill pool of N CPU decoders in processes;
 * the naive service: per-request preprocessing in each client thread and the same fp16
   model under one lock, with ``torch.set_num_threads(1)``.
 
