@@ -83,6 +83,7 @@ def test_a_kernel_object_may_be_the_pool_from_python() -> None:
         ({"spill": "Identity", "spill_next": "b"}, "spill_next", "belongs to the whole node"),
         ({"spill": "Identity", "spill_max_queue": 4}, "spill_max_queue", "whole node"),
         ({"spill": "Identity", "spill_backend": "Identity"}, "spill_backend", "spill = ..."),
+        ({"spill": "Identity", "spill_spill": "Identity"}, "spill_spill", "no spill pool of its"),
         ({"spill": "Identity", "spill_data": 1}, "spill_data", "request key"),
     ],
 )

@@ -77,11 +77,12 @@ def spill_spec(spec: NodeSpec, *, file: str | None = None) -> NodeSpec | None:
         raise ConfigError(f"give the pool's backend as {SPILL_KEY} = ...", key=first, **where)
     for key in _NODE_WIDE:
         if key in own:
-            raise ConfigError(
-                f"{key} belongs to the whole node; the spill pool shares it",
-                key=_PREFIX + key,
-                **where,
+            why = (
+                "a spill pool has no spill pool of its own"
+                if key == SPILL_KEY
+                else f"{key} belongs to the whole node; the spill pool shares it"
             )
+            raise ConfigError(why, key=_PREFIX + key, **where)
     shared = {
         key: value
         for key, value in params.items()
