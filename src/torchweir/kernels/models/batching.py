@@ -147,10 +147,12 @@ def upload_batch(samples: list[torch.Tensor]) -> torch.Tensor:
     (:func:`stack_into`); anything else concatenated where it lies."""
     first = samples[0]
     on_host = [s.device.type == "cpu" for s in samples]
-    if all(on_host) and all(s.dtype == first.dtype for s in samples):
+    if not all(s.dtype == first.dtype for s in samples):
+        return torch.cat(samples)
+    if all(on_host):
         return pinned_batch(samples)
     devices = {s.device for s in samples if s.device.type != "cpu"}
-    if any(on_host) and len(devices) == 1 and all(s.dtype == first.dtype for s in samples):
+    if any(on_host) and len(devices) == 1:
         (device,) = devices
         out = torch.empty((len(samples), *first.shape[1:]), dtype=first.dtype, device=device)
         return stack_into(samples, out)
