@@ -6,7 +6,9 @@ its own CUDA stream and a blocking-event wait per batch (as instance threads do)
 and next to a ResNet-50 fp16 CUDA graph replaying in a loop on its own stream (as the
 service's model does), or next to graphs of as many one-element kernels (``--beside
 tiny``), which cost a graph launch and almost no GPU time. Reports img/s for decode and
-for the model, so the interference shows on both sides.
+for the model, so the interference shows on both sides. ``--resize-kernels torch,triton``
+compares ``ResizeTensor``'s two resizes; ``--fused`` runs the pair as the service does, as
+one ``DecodeResizeTensor`` step.
 
 Usage (on the GPU machine)::
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import random
 import shlex
@@ -31,6 +34,7 @@ import torch
 from torchweir.data import sample_image_bytes
 from torchweir.kernels.base import InstanceContext
 from torchweir.kernels.gpu.decode import DecodeTensor
+from torchweir.kernels.gpu.fused import DecodeResizeTensor
 from torchweir.kernels.gpu.ops import ResizeTensor
 from torchweir.kernels.models.resnet import resnet50
 
@@ -134,11 +138,14 @@ def decode_rate(
     priority: int = 0,
     resize: bool = True,
     jitter: int = 0,
+    resize_kernel: str = "auto",
+    fused: bool = False,
 ) -> tuple[float, float]:
     """img/s of ``threads`` instances of DecodeTensor(decoder)+ResizeTensor(224), their
     streams at ``priority`` (-1: high), and the mean ms per batch that the thread spent
     inside ``DecodeTensor.forward`` (host time: a call that waits on the GPU shows here).
-    With ``jitter``, batch sizes vary in ``[batch - jitter, batch]`` as in the service."""
+    With ``jitter``, batch sizes vary in ``[batch - jitter, batch]`` as in the service;
+    with ``fused``, the two run as one step (``forward`` then times both)."""
     counts = [0] * threads
     forward_s = [0.0] * threads
     batches = [0] * threads
@@ -153,8 +160,11 @@ def decode_rate(
         name, _, mode = decoder.partition(":")  # nvjpeg:serialized -> how handles are shared
         kernel = DecodeTensor(decoder=name)
         kernel.nvjpeg_handle = mode or kernel.nvjpeg_handle
+        resizer = ResizeTensor(224, 224, resize_kernel=resize_kernel)
+        if fused:
+            kernel = DecodeResizeTensor(kernel, resizer)
         decode = kernel.setup(ctx)
-        resizer = ResizeTensor(224, 224).setup(ctx)
+        resizer = resizer.setup(ctx)
         done = torch.cuda.Event(blocking=True)  # type: ignore[no-untyped-call]
         offset = index * 7
         sizes = random.Random(index)
@@ -168,7 +178,7 @@ def decode_rate(
                 raise RuntimeError(f"decode failed: {next(e for e in errors if e)!r}")
             forward_s[index] += time.perf_counter() - began
             batches[index] += 1
-            if resize:
+            if resize and not fused:
                 for item in items:
                     item["data"] = item.pop("result")
                 assert resizer.forward(items) is None
@@ -235,6 +245,10 @@ def main() -> None:
     parser.add_argument("--priority", default="normal", choices=("normal", "high"))
     parser.add_argument("--no-resize", action="store_true", help="decode alone")
     parser.add_argument(
+        "--resize-kernels", default="auto", help="comma-separated: auto, torch, triton"
+    )
+    parser.add_argument("--fused", action="store_true", help="decode and resize as one step")
+    parser.add_argument(
         "--jitter",
         default="0",
         help="comma-separated: batch sizes vary by up to this many images below --batch",
@@ -257,11 +271,14 @@ def main() -> None:
         f"{model.replays / args.seconds:,.0f} replays/s, {model_alone:,.0f} img/s",
         flush=True,
     )
-    for decoder in args.decoders.split(","):
+    for decoder, resize_kernel in itertools.product(
+        args.decoders.split(","), args.resize_kernels.split(",")
+    ):
         for threads in [int(t) for t in args.threads.split(",")]:
             for jitter in [int(j) for j in args.jitter.split(",")]:
                 priority = -1 if args.priority == "high" else 0
                 how = (args.batch, args.seconds, priority, resize, jitter)
+                how += (resize_kernel, args.fused)
                 alone, forward_alone = decode_rate(decoder, threads, images, *how)
                 alone_end = time.time()  # to line the windows up with sampled GPU clocks
                 model.start()
@@ -274,6 +291,7 @@ def main() -> None:
                 replays_beside = model.replays / elapsed
                 row = {
                     "decoder": decoder,
+                    "resize_kernel": resize_kernel,
                     "threads": threads,
                     "jitter": jitter,
                     "decode_alone_img_per_s": round(alone),
@@ -287,7 +305,8 @@ def main() -> None:
                 }
                 rows.append(row)
                 print(
-                    f"{decoder:<18} {threads} thread(s), jitter {jitter:>2}: decode alone "
+                    f"{decoder:<18} {resize_kernel:<6} {threads} thread(s), jitter {jitter:>2}: "
+                    "decode alone "
                     f"{alone:>8,.0f} img/s, beside {beside:>8,.0f} img/s (beside then "
                     f"{model_beside:,.0f} img/s, {replays_beside:,.0f} replays/s); forward() "
                     f"{forward_alone:.2f} / "
@@ -302,6 +321,7 @@ def main() -> None:
             "decode_batch": args.batch,
             "decode_stream_priority": args.priority,
             "resize": resize,
+            "fused": args.fused,
             "beside": args.beside,
             "beside_threads": args.beside_threads,
             "tiny_kernels": args.tiny_kernels if args.beside == "tiny" else None,

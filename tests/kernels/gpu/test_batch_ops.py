@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from torchweir.errors import InputError
+import torchweir as tw
+from torchweir.errors import ConfigError, InputError
+from torchweir.kernels.base import InstanceContext
 from torchweir.kernels.gpu import ResizeTensor
 from torchweir.kernels.gpu import batch_ops as module
 from torchweir.kernels.gpu.batch_ops import (
     as_rows,
     batch_ops,
     compiled,
+    flat_images,
     planar_resized,
     plane_views,
     resize_groups,
     resized_rows,
 )
+from torchweir.kernels.gpu.ops import flat_resizer, planar_table
+from torchweir.runtime.build import node_kernel
 
 
 def images(seed: int = 0) -> list[torch.Tensor]:
@@ -175,3 +181,57 @@ def test_without_torchscript_the_functions_run_as_python_and_say_so(
     item: dict[str, Any] = {"data": images()[0]}
     assert ResizeTensor(24, 20).forward([item]) is None
     assert torch.equal(item["result"], reference_resize(images()[0], (24, 20)))
+
+
+def test_planar_table_places_images_one_after_another() -> None:
+    assert planar_table([2, 4], [3, 5]) == [0, 2, 3, 18, 4, 5]
+    assert planar_table([], []) == []
+
+
+def test_flat_images_lays_images_out_where_the_table_says() -> None:
+    xs = [images()[0], images()[1], images()[0].flip(0)]  # CHW, 1CHW, a strided view
+    table = planar_table([40, 31, 40], [50, 17, 50])
+    flat, on_device = compiled(flat_images)[0](xs, table, torch.device("cpu"))
+    assert on_device.dtype == torch.int64
+    assert on_device.tolist() == table
+    assert flat.dtype == torch.uint8
+    for k, image in enumerate(xs):
+        offset, height, width = table[3 * k : 3 * k + 3]
+        placed = flat[offset : offset + 3 * height * width].view(3, height, width)
+        assert torch.equal(placed, image.reshape(3, height, width))
+    assert flat.numel() == table[-3] + 3 * 40 * 50
+
+
+def test_resize_kernel_must_be_a_known_choice() -> None:
+    with pytest.raises(ValueError, match=r"resize_kernel must be one of .*got 'cuda'"):
+        ResizeTensor(8, 8, resize_kernel="cuda")
+    g = tw.Graph()
+    g.node("resize", "ResizeTensor", resize_h=8, resize_w=8, resize_kernel="cuda")
+    [spec] = g.spec().nodes
+    with pytest.raises(ConfigError, match="resize_kernel must be one of") as caught:
+        node_kernel(spec)
+    assert caught.value.node == "resize"
+
+
+def test_torch_resizes_on_the_cpu_and_where_asked() -> None:
+    cuda = torch.device("cuda:0")  # a device object only: nothing runs on it
+    assert flat_resizer("auto", torch.device("cpu"), (8, 8)) is None
+    assert flat_resizer("triton", torch.device("cpu"), (8, 8)) is None
+    assert flat_resizer("torch", cuda, (8, 8)) is None
+    instance = ResizeTensor(24, 20).setup(InstanceContext("resize", device="cpu"))
+    assert isinstance(instance, ResizeTensor)
+    assert not instance.triton
+    item: dict[str, Any] = {"data": images()[0]}
+    assert instance.forward([item]) is None
+    assert torch.equal(item["result"], reference_resize(images()[0], (24, 20)))
+
+
+def test_without_triton_auto_falls_back_and_triton_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "triton", None)  # makes `import triton` fail
+    monkeypatch.delitem(sys.modules, "torchweir.kernels.gpu.resize_kernel", raising=False)
+    cuda = torch.device("cuda:0")
+    assert flat_resizer("auto", cuda, (8, 8)) is None
+    with pytest.raises(ImportError, match=r"resize_kernel='triton'\) needs Triton.*'torch'"):
+        flat_resizer("triton", cuda, (8, 8))

@@ -92,21 +92,26 @@ def test_a_corrupt_image_fails_alone_in_a_gpu_batch(decoder: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("decoder", "color", "bad"),
+    ("decoder", "color", "bad", "resize_kernel"),
     [
-        ("torchvision", "rgb", True),
-        ("torchvision", "bgr", True),
-        ("nvjpeg", "rgb", True),
-        ("nvjpeg", "bgr", False),
+        ("torchvision", "rgb", True, "triton"),
+        ("torchvision", "bgr", True, "triton"),
+        ("nvjpeg", "rgb", True, "triton"),
+        ("nvjpeg", "bgr", False, "triton"),
+        ("torchvision", "rgb", True, "torch"),
+        ("torchvision", "bgr", False, "torch"),
+        ("nvjpeg", "rgb", True, "torch"),
+        ("nvjpeg", "bgr", False, "torch"),
     ],
 )
 def test_fused_decode_resize_gives_the_chains_rows_and_errors(
-    decoder: str, color: str, bad: bool
+    decoder: str, color: str, bad: bool, resize_kernel: str
 ) -> None:
     """Eight sizes in one batch (so eight resize groups, out of item order), with ``bad``
     a truncated JPEG that passes the header checks and a non-JPEG. Without them, the
-    binding decodes the whole batch at once, each size into one block that is resized
-    where it lies."""
+    binding decodes the whole batch at once: with torch's resize each size into one block
+    that is resized where it lies, with Triton's in item order, resized in one launch (BGR
+    read from RGB planes by the kernel itself)."""
     import torch
 
     from torchweir.kernels.base import InstanceContext
@@ -118,15 +123,25 @@ def test_fused_decode_resize_gives_the_chains_rows_and_errors(
     photos = sample_image_bytes()
     broken = [photos[0][: len(photos[0]) // 2], b"GIF89a"] if bad else []
     inputs: list[Any] = [*photos, *broken, *photos[::-1]]
-    chain = Sequential([("", DecodeTensor(color, decoder=decoder)), ("", ResizeTensor(224, 200))])
+    chain = Sequential(
+        [
+            ("", DecodeTensor(color, decoder=decoder)),
+            ("", ResizeTensor(224, 200, resize_kernel=resize_kernel)),
+        ]
+    )
     [(_, fused)] = chain.steps
     assert isinstance(fused, DecodeResizeTensor)
     assert fused.scripted
     items: list[dict[str, Any]] = [{"data": x} for x in inputs]
-    errors = chain.setup(ctx).forward(items)
+    instance = chain.setup(ctx)
+    [(_, fused_instance)] = instance.steps  # type: ignore[attr-defined]
+    assert fused_instance.triton == (resize_kernel == "triton")
+    errors = instance.forward(items)
 
     decode = DecodeTensor(color, decoder=decoder).setup(ctx)
-    resize = ResizeTensor(224, 200).setup(ctx)
+    resize = ResizeTensor(224, 200, resize_kernel=resize_kernel).setup(ctx)
+    assert isinstance(resize, ResizeTensor)
+    assert resize.triton == (resize_kernel == "triton")
     want: list[dict[str, Any]] = [{"data": x} for x in inputs]
     want_errors = decode.forward(want) or [None] * len(want)
     decoded = [{"data": w["result"]} for w in want if "result" in w]
@@ -144,6 +159,63 @@ def test_fused_decode_resize_gives_the_chains_rows_and_errors(
             assert item["color"] == color
             assert item["result"].shape == (1, 3, 224, 200)
             assert torch.equal(item["result"], next(rows)["result"])
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_triton_resize_matches_torchs_interpolate_within_one_level(flip: bool) -> None:
+    """Sizes that shrink, grow, or are one pixel high or wide (where the kernel clamps
+    its second row or column), in one launch."""
+    import torch
+
+    from torchweir.kernels.base import InstanceContext
+    from torchweir.kernels.gpu import ResizeTensor
+    from torchweir.kernels.gpu.batch_ops import compiled, flat_images
+    from torchweir.kernels.gpu.ops import flat_resizer, planar_table
+
+    torch.manual_seed(0)
+    sizes = [(375, 500), (500, 333), (1, 1), (1, 640), (480, 1), (224, 224), (97, 61), (7, 9)]
+    images = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, device="cuda") for h, w in sizes]
+    torch_resize = ResizeTensor(224, 200, resize_kernel="torch")
+    ctx = InstanceContext("resize", device="cuda:0")
+    with torch.cuda.stream(torch.cuda.Stream()):  # type: ignore[no-untyped-call]
+        resize_flat = flat_resizer("triton", torch.device("cuda:0"), (224, 200))
+        assert resize_flat is not None
+        table = planar_table([h for h, _ in sizes], [w for _, w in sizes])
+        flat, on_device = compiled(flat_images)[0](images, table, torch.device("cuda:0"))
+        out = resize_flat(flat, on_device, flip=flip)
+        items: list[dict[str, Any]] = [{"data": im.flip(0) if flip else im} for im in images]
+        assert torch_resize.setup(ctx).forward(items) is None
+        torch.cuda.current_stream().synchronize()
+    assert out.shape == (len(sizes), 3, 224, 200)
+    want = torch.cat([item["result"] for item in items])
+    diff = (out.int() - want.int()).abs()
+    assert int(diff.max()) <= 1
+    assert float((diff > 0).float().mean()) < 1e-3, float((diff > 0).float().mean())
+
+
+def test_resize_tensor_takes_triton_for_uint8_rgb_batches_and_torch_for_the_rest() -> None:
+    import torch
+
+    from torchweir.kernels.base import InstanceContext
+    from torchweir.kernels.gpu import ResizeTensor
+
+    ctx = InstanceContext("resize", device="cuda:0")
+    triton = ResizeTensor(24, 20, resize_kernel="triton").setup(ctx)
+    plain = ResizeTensor(24, 20, resize_kernel="torch").setup(ctx)
+    assert isinstance(triton, ResizeTensor)
+    assert triton.triton
+    torch.manual_seed(1)
+    uint8 = torch.randint(0, 256, (1, 3, 40, 50), dtype=torch.uint8, device="cuda")
+    for batch in ([uint8, uint8.float()], [uint8, uint8[:, :1]]):  # a float and a 1-channel
+        got = [{"data": x} for x in batch]
+        want = [{"data": x} for x in batch]
+        with torch.cuda.stream(torch.cuda.Stream()):  # type: ignore[no-untyped-call]
+            assert triton.forward(got) is None
+            assert plain.forward(want) is None
+            torch.cuda.current_stream().synchronize()
+        for a, b in zip(got, want, strict=True):
+            assert a["result"].dtype == b["result"].dtype
+            assert torch.equal(a["result"], b["result"])  # both through torch
 
 
 def test_decode_and_resize_stay_apart_where_fusing_would_change_them() -> None:

@@ -34,8 +34,10 @@ __all__ = [
     "as_rows",
     "batch_ops",
     "compiled",
+    "decode_flat",
     "decode_resized",
     "decode_rows",
+    "flat_images",
     "planar_resized",
     "plane_views",
     "resize_groups",
@@ -155,6 +157,36 @@ def decode_resized(
     encoded = torch.split(blob, lengths)
     images = torch.ops.image.decode_jpegs_cuda(encoded, mode, device)
     return resized_rows(images, groups, height, width, flip)
+
+
+def flat_images(
+    images: list[torch.Tensor], table: list[int], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``images`` (C x H x W or 1 x C x H x W) one after another in one flat tensor, and
+    ``table`` (their places there, ``ops.planar_table``) as an int64 tensor on ``device``:
+    what the Triton resize reads."""
+    flat = torch.cat([image.reshape(-1) for image in images])
+    return flat, torch.tensor(table, dtype=torch.int64).to(device, non_blocking=True)
+
+
+def decode_flat(
+    blob: torch.Tensor,
+    lengths: list[int],
+    table: list[int],
+    total: int,
+    mode: int,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """JPEGs cut from one host ``blob``, decoded on ``device`` by torchvision's nvJPEG op
+    and laid out as :func:`flat_images` does, for the Triton resize. ``table`` comes from
+    the JPEG headers; if the decoded images hold other than ``total`` bytes, it raises
+    rather than let the kernel read past them."""
+    encoded = torch.split(blob, lengths)
+    images = torch.ops.image.decode_jpegs_cuda(encoded, mode, device)
+    flat, on_device = flat_images(images, table, device)
+    if flat.numel() != total:
+        raise RuntimeError("decoded images differ in size from their JPEG headers")
+    return flat, on_device
 
 
 class BatchOps(NamedTuple):
