@@ -301,6 +301,7 @@ def main() -> None:
     parser.add_argument("--switch-interval", type=float, default=0.0005)
     parser.add_argument("--timeline", type=float, default=0.0)
     parser.add_argument("--long-side", type=int, default=500)
+    parser.add_argument("--sizes", type=int, default=1, help="sizes per photo (imagenet_like)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.decode != "gpu":
@@ -308,7 +309,7 @@ def main() -> None:
 
     images = sample_image_bytes()
     if args.long_side:
-        images = imagenet_like(images, args.long_side)
+        images = imagenet_like(images, args.long_side, args.sizes)
     sys.setswitchinterval(args.switch_interval)
     split = Split() if args.split else None
     if split is not None:

@@ -45,24 +45,30 @@ from torchweir.kernels.cpu.reference import preprocess_reference
 from torchweir.kernels.models.resnet import resnet50
 
 
-def imagenet_like(images: list[bytes], long_side: int) -> list[bytes]:
+def imagenet_like(images: list[bytes], long_side: int, sizes: int = 1) -> list[bytes]:
     """The photos as ImageNet's validation images come: baseline JPEG (quality 90, 4:2:0),
     the longer side ``long_side`` pixels. The bundled set also holds a progressive JPEG and
-    a 1024 x 768 photo, which nvJPEG's hardware decoder and a 224 px model do not need."""
+    a 1024 x 768 photo, which nvJPEG's hardware decoder and a 224 px model do not need.
+
+    With ``sizes`` > 1, each photo comes at that many sizes (the longer side 4 px shorter
+    each time), as ImageNet's photos come at many: a batch then holds up to ``sizes`` times
+    as many distinct sizes, which costs a resize that works size by size."""
     import cv2
     import numpy as np
 
     out = []
-    for jpeg in images:
-        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-        h, w = image.shape[:2]
-        scale = long_side / max(h, w)
-        resized = cv2.resize(
-            image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA
-        )
-        ok, encoded = cv2.imencode(".jpg", resized, [cv2.IMWRITE_JPEG_QUALITY, 90])
-        assert ok
-        out.append(encoded.tobytes())
+    for k in range(sizes):
+        side = long_side - 4 * k
+        for jpeg in images:
+            image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+            h, w = image.shape[:2]
+            scale = side / max(h, w)
+            resized = cv2.resize(
+                image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA
+            )
+            ok, encoded = cv2.imencode(".jpg", resized, [cv2.IMWRITE_JPEG_QUALITY, 90])
+            assert ok
+            out.append(encoded.tobytes())
     return out
 
 

@@ -242,6 +242,7 @@ def main() -> None:
     parser.add_argument("--beside-rate", type=float, default=0.0, help="replays/s per thread")
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--long-side", type=int, default=500)
+    parser.add_argument("--sizes", type=int, default=1, help="sizes per photo (imagenet_like)")
     parser.add_argument("--priority", default="normal", choices=("normal", "high"))
     parser.add_argument("--no-resize", action="store_true", help="decode alone")
     parser.add_argument(
@@ -256,7 +257,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    images = imagenet_like(sample_image_bytes(), args.long_side)
+    images = imagenet_like(sample_image_bytes(), args.long_side, args.sizes)
     model = ModelLoop(
         args.model_batch, args.beside, args.beside_threads, args.tiny_kernels, args.beside_rate
     )
@@ -322,6 +323,7 @@ def main() -> None:
             "decode_stream_priority": args.priority,
             "resize": resize,
             "fused": args.fused,
+            "photo_sizes": args.sizes,
             "beside": args.beside,
             "beside_threads": args.beside_threads,
             "tiny_kernels": args.tiny_kernels if args.beside == "tiny" else None,
