@@ -235,3 +235,25 @@ def test_without_triton_auto_falls_back_and_triton_says_what_to_install(
     assert flat_resizer("auto", cuda, (8, 8)) is None
     with pytest.raises(ImportError, match=r"resize_kernel='triton'\) needs Triton.*'torch'"):
         flat_resizer("triton", cuda, (8, 8))
+
+
+def test_a_triton_that_fails_to_compile_leaves_auto_on_torch_and_fails_triton(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import types
+
+    import torchweir.kernels.gpu as package
+
+    def warm_up(device: Any, height: int, width: int, flip: bool) -> None:
+        raise RuntimeError("ptxas died")
+
+    fake = types.ModuleType("torchweir.kernels.gpu.resize_kernel")
+    fake.warm_up = warm_up  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, fake.__name__, fake)
+    monkeypatch.setattr(package, "resize_kernel", fake, raising=False)
+    cuda = torch.device("cuda:0")
+    with caplog.at_level(logging.WARNING, logger="torchweir.kernels"):
+        assert flat_resizer("auto", cuda, (8, 8)) is None
+    assert "the Triton resize failed to compile (ptxas died); resizing with torch" in caplog.text
+    with pytest.raises(RuntimeError, match="ptxas died"):
+        flat_resizer("triton", cuda, (8, 8))

@@ -11,6 +11,7 @@ batch, not once per op.
 
 from __future__ import annotations
 
+import copy
 import functools
 import itertools
 import logging
@@ -149,9 +150,11 @@ class ResizeTensor(Kernel):
     def setup(self, ctx: InstanceContext) -> Kernel:
         import torch
 
-        copy = ResizeTensor(*self.size, self.max_batch, self.resize_kernel)
-        copy._resize_flat = flat_resizer(self.resize_kernel, torch.device(ctx.device), self.size)
-        return copy
+        instance = copy.copy(self)  # a subclass stays itself
+        instance._resize_flat = flat_resizer(
+            self.resize_kernel, torch.device(ctx.device), self.size
+        )
+        return instance
 
     @property
     def triton(self) -> bool:
