@@ -15,7 +15,9 @@ A variant may carry node settings after ``+`` (``service+decode.instance_num=3``
 ``decode.backend=DecodeTensor``), the runtime's GIL switch interval
 (``service+runtime.switch_interval=0.0001``) or the number of clients
 (``service+runtime.clients=512``), so that A/B runs interleave in one process:
-``--variants service,service+decode.max=32,service,...``.
+``--variants service,service+decode.max=32,service,...``. ``--hops`` times each batch's
+crossings between the event loop and the instance threads (``handoff_hops.py``), next to
+the clients' mean latency.
 
 Usage (on the GPU machine)::
 
@@ -40,6 +42,7 @@ import msgspec
 import gil_accounting
 import torchweir as tw
 from gpu_timeline import Timeline
+from handoff_hops import Hops
 from thread_profile import ThreadProfile, print_report
 from torchweir.bench.resnet50 import service_graph
 from torchweir.data import sample_image_bytes
@@ -127,22 +130,27 @@ async def drive(
     warmup: float,
     seconds: float,
     timeline: float = 0.0,
+    hops: Hops | None = None,
 ) -> tuple[float, dict[str, Any]]:
-    """Closed loop; img/s and the profile over the measured window, then, with
-    ``timeline``, that many seconds of the GPU's kernels (``gpu_timeline.py``) while
-    the clients go on (after the window: the profiler's cost stays out of the img/s)."""
+    """Closed loop; img/s, the clients' mean latency and the profile over the measured
+    window, then, with ``timeline``, that many seconds of the GPU's kernels
+    (``gpu_timeline.py``) while the clients go on (after the window: the profiler's cost
+    stays out of the img/s). With ``hops``, each batch's crossings in the window."""
     done = 0
+    waited = 0.0
     measuring = False
     stopping = False
 
     async def client(k: int) -> None:
-        nonlocal done
+        nonlocal done, waited
         i = k
         while not stopping:
+            sent = time.perf_counter()
             await runtime.submit(inputs[i % len(inputs)])
             i += clients
             if measuring:
                 done += 1
+                waited += time.perf_counter() - sent
 
     tasks = [asyncio.create_task(client(k)) for k in range(clients)]
     await asyncio.sleep(warmup)
@@ -152,13 +160,21 @@ async def drive(
     profile.start(asyncio.get_running_loop())
     before = runtime.statistics()
     gil_before = gil_accounting.snapshot()
+    if hops is not None:
+        hops.take()
+        hops.recording = True
     await asyncio.sleep(seconds)
     measuring = False
+    if hops is not None:
+        hops.recording = False
     elapsed = time.perf_counter() - began
     gil_after = gil_accounting.snapshot()
     after = runtime.statistics()
     report = profile.stop()
     report["nodes"] = node_summary(before, after, elapsed)
+    report["latency_ms"] = round(1e3 * waited / max(1, done), 3)
+    if hops is not None:
+        report["hops"] = hops.take()
     if gil_before is not None and gil_after is not None:
         report["gil"] = gil_accounting.report(gil_before, gil_after, elapsed)
     if timeline:
@@ -197,7 +213,9 @@ def node_summary(before: Any, after: Any, seconds: float) -> dict[str, Any]:
     return nodes
 
 
-async def one(name: str, args: argparse.Namespace, images: list[bytes]) -> dict[str, Any]:
+async def one(
+    name: str, args: argparse.Namespace, images: list[bytes], hops: Hops | None = None
+) -> dict[str, Any]:
     graph, kind = variant_graph(name, args)
     inputs: list[Any] = images
     if kind == "tensor":
@@ -208,7 +226,7 @@ async def one(name: str, args: argparse.Namespace, images: list[bytes]) -> dict[
     await runtime.start()
     try:
         rate, report = await drive(
-            runtime, inputs, clients, args.warmup, args.seconds, args.timeline
+            runtime, inputs, clients, args.warmup, args.seconds, args.timeline, hops
         )
     finally:
         await runtime.aclose()
@@ -244,9 +262,14 @@ def main() -> None:
         "--timeline", type=float, default=0.0, help="seconds of GPU kernel timeline after"
     )
     parser.add_argument("--long-side", type=int, default=500)
+    parser.add_argument("--hops", action="store_true", help="time the thread crossings")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
+    hops = None
+    if args.hops:
+        hops = Hops()
+        hops.install()
     images = sample_image_bytes()
     if args.long_side:
         from gpu_resnet50 import imagenet_like
@@ -254,10 +277,15 @@ def main() -> None:
         images = imagenet_like(images, args.long_side)
     results = {}
     for name in [v for v in args.variants.split(",") if v]:
-        report = tw.run(one(name, args, images))
+        report = tw.run(one(name, args, images, hops))
         runs = sum(key.split(" #")[0] == name for key in results)
         results[f"{name} #{runs + 1}" if runs else name] = report  # interleaved repeats
-        print(f"{name}: {report['img_per_s']:,.0f} img/s; nodes {json.dumps(report['nodes'])}")
+        print(
+            f"{name}: {report['img_per_s']:,.0f} img/s, mean latency {report['latency_ms']} ms; "
+            f"nodes {json.dumps(report['nodes'])}"
+        )
+        for node, parts in report.get("hops", {}).items():
+            print(f"  hops {node}: {json.dumps(parts)}")
         print_report(report)
         if report.get("gil") == {}:
             print("  GIL accounting: no calls seen in the window")
