@@ -28,12 +28,13 @@ class Hops:
 
     def __init__(self) -> None:
         self.recording = False
-        self.samples: dict[str, dict[str, list[float]]] = defaultdict(
-            lambda: {part: [] for part in self.PARTS}
-        )
+        self.samples = self._fresh()
         self._put: dict[int, float] = {}
         self._posted: dict[int, float] = {}
         self._lock = threading.Lock()
+
+    def _fresh(self) -> defaultdict[str, dict[str, list[float]]]:
+        return defaultdict(lambda: {part: [] for part in self.PARTS})
 
     def install(self) -> None:
         cls = worker_module.InstanceWorker
@@ -89,10 +90,7 @@ class Hops:
         """Per node and crossing: batches, mean, median and 99th percentile in ms; then
         start afresh."""
         with self._lock:
-            samples, self.samples = (
-                self.samples,
-                defaultdict(lambda: {part: [] for part in self.PARTS}),
-            )
+            samples, self.samples = self.samples, self._fresh()
         report: dict[str, dict[str, dict[str, float]]] = {}
         for node, parts in samples.items():
             report[node] = {}
