@@ -9,7 +9,10 @@ runtime around it, is measured on its own:
 * ``service``: ``decode`` (``S[DecodeTensor,ResizeTensor]``) -> ``resnet50``;
 * ``decode-only``: the decode node alone;
 * ``model-only``: the model node alone, fed decoded 3x224x224 uint8 host tensors;
-* ``identity``: two ``Identity`` nodes, the runtime's own cost on this machine.
+* ``identity``: two ``Identity`` nodes, the runtime's own cost on this machine;
+* ``merged``: one node whose kernel is the decode node's, then the model's
+  (``S[S[DecodeTensor,ResizeTensor],TorchModel]``), with the decode node's
+  ``instance_num`` and ``max``: no hand-off through the event loop between the stages.
 
 A variant may carry node settings after ``+`` (``service+decode.instance_num=3``,
 ``decode.backend=DecodeTensor``), the runtime's GIL switch interval
@@ -46,7 +49,9 @@ from handoff_hops import Hops
 from thread_profile import ThreadProfile, print_report
 from torchweir.bench.resnet50 import service_graph
 from torchweir.data import sample_image_bytes
+from torchweir.kernels.compose import Sequential
 from torchweir.kernels.cpu.reference import preprocess_reference
+from torchweir.runtime.build import node_kernel
 
 #: Settings that are fields of the node, not kernel parameters, and their types.
 NODE_FIELDS: dict[str, type] = {
@@ -101,6 +106,11 @@ def variant_graph(variant: str, args: argparse.Namespace) -> tuple[tw.GraphSpec,
         node = service.node("decode" if name == "decode-only" else "resnet50")
         alone = msgspec.structs.replace(node, next=())
         return tw.GraphSpec(nodes=(alone,)), "jpeg" if name == "decode-only" else "tensor"
+    if name == "merged":
+        decode, model = service.node("decode"), service.node("resnet50")
+        steps = [("", node_kernel(decode)[0]), ("", node_kernel(model)[0])]
+        merged = msgspec.structs.replace(decode, kernel=Sequential(steps), backend="", next=())
+        return tw.GraphSpec(nodes=(merged,)), "jpeg"
     if name == "identity":
         g = tw.Graph()
         g.node("a", "Identity") >> g.node("b", "Identity")

@@ -43,6 +43,20 @@ def test_variant_settings_reach_node_fields_and_kernel_parameters() -> None:
     assert kind == "jpeg"
 
 
+def test_merged_variant_runs_both_stages_in_one_node_with_the_decode_settings() -> None:
+    from torchweir.kernels.compose import Sequential
+    from torchweir.kernels.models.torch_model import TorchModel
+
+    args = profile_args(decode="cpu", device="cpu", max_batch=8)
+    spec, kind = variant_graph("merged+decode.instance_num=3+decode.max=4", args)
+    (node,) = spec.nodes
+    assert (node.name, node.instance_num, node.max, node.next, kind) == ("decode", 3, 4, (), "jpeg")
+    assert isinstance(node.kernel, Sequential)
+    (_, decode), (_, model) = node.kernel.steps
+    assert isinstance(decode, Sequential)
+    assert isinstance(model, TorchModel)
+
+
 def test_runtime_settings_override_the_command_line() -> None:
     args = profile_args()
     assert runtime_settings("service", args) == (0.0005, 256)
