@@ -5,6 +5,10 @@ In one run, on one machine:
 * stage ceilings (img/s): the model alone at its best batch size per model mode (CUDA
   graph fp16; compiled when ``--compile`` is given), CPU decode+resize+cvtColor on every
   core, and nvJPEG alone;
+* the GPU stages together (``joint``): the GPU-decode service's own decode and model
+  instances run by plain threads on the one GPU, with no runtime around them
+  (``gpu_joint_ceiling.py``). The stages share the GPU, so this, not the slower stage
+  alone, is what a runtime can reach with these kernels;
 * the service through torchweir in three variants, ``cpu-decode``
   (``S[DecodeMat,ResizeMat,cvtColorMat,Mat2Tensor]`` x N instances, each in a process),
   ``cpu-decode-threads`` (the same on instance threads) and ``gpu-decode``
@@ -218,7 +222,7 @@ def main() -> None:
     parser.add_argument("--model-instances", type=int, default=2)
     parser.add_argument("--max-batch", type=int, default=256)
     parser.add_argument("--no-naive", action="store_true")
-    parser.add_argument("--ceilings", default="model,cpu,nvjpeg", help="'' to skip")
+    parser.add_argument("--ceilings", default="model,cpu,nvjpeg,joint", help="'' to skip")
     parser.add_argument("--ceiling-seconds", type=float, default=3.0)
     parser.add_argument("--compile", default="", help="also measure a torch.compile mode")
     parser.add_argument(
@@ -313,6 +317,24 @@ def main() -> None:
     if "nvjpeg" in wanted:
         ceilings["nvjpeg_batch64"] = {"img_per_s": nvjpeg_ceiling(images, 64, args.ceiling_seconds)}
         print("nvJPEG:", ceilings["nvjpeg_batch64"], flush=True)
+    if "joint" in wanted:
+        from gpu_joint_ceiling import joint_rate
+
+        service = service_graph(
+            decode="gpu",
+            decode_instances=args.gpu_decode_instances,
+            model_instances=args.model_instances,
+            max_batch=args.max_batch,
+            compile=args.model_compile,
+            compile_dynamic=args.compile_dynamic,
+        )
+        found = joint_rate(service.spec(), images, 2.0, args.ceiling_seconds)
+        ceilings["gpu_stages_together"] = {
+            "model": args.model_compile or "cuda-graph",
+            "img_per_s": found.pop("img_per_s"),
+            **found,
+        }
+        print("GPU stages together:", json.dumps(ceilings["gpu_stages_together"]), flush=True)
 
     targets: list[Any] = []
     common: dict[str, Any] = {
@@ -441,9 +463,13 @@ def _print_ratios(result: Any, ceilings: dict[str, Any]) -> None:
             rates.get("model_compiled_fp16", rates.get("model_cuda_graph_fp16", 1e12)),
             decode_rate,
         )
+        together = ""
+        if point.target == "gpu-decode" and "gpu_stages_together" in rates:
+            joint = rates["gpu_stages_together"]
+            together = f", {point.stats.qps / joint:.0%} of the GPU stages together ({joint:,.0f})"
         print(
             f"{point.target:<18} {point.load:<12} {point.stats.qps:>9,.0f} img/s = "
-            f"{point.stats.qps / slowest:.0%} of its slowest stage ({slowest:,.0f})"
+            f"{point.stats.qps / slowest:.0%} of its slowest stage ({slowest:,.0f}){together}"
         )
 
 
