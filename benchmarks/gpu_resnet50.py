@@ -290,6 +290,14 @@ def main() -> None:
         ),
         "ceilings": {},
     }
+    # the service's settings, shared by its variants and the GPU stages-together ceiling
+    common: dict[str, Any] = {
+        "model_instances": args.model_instances,
+        "max_batch": args.max_batch,
+        "buckets": args.buckets,
+        "model_timeout_ms": args.model_timeout,
+    }
+    compiled = {"compile": args.model_compile, "compile_dynamic": args.compile_dynamic}
     ceilings = report["ceilings"]
     wanted = {c for c in args.ceilings.split(",") if c}
     if "model" in wanted:
@@ -321,12 +329,7 @@ def main() -> None:
         from gpu_joint_ceiling import joint_rate
 
         service = service_graph(
-            decode="gpu",
-            decode_instances=args.gpu_decode_instances,
-            model_instances=args.model_instances,
-            max_batch=args.max_batch,
-            compile=args.model_compile,
-            compile_dynamic=args.compile_dynamic,
+            decode="gpu", decode_instances=args.gpu_decode_instances or None, **common, **compiled
         )
         found = joint_rate(service.spec(), images, 2.0, args.ceiling_seconds)
         ceilings["gpu_stages_together"] = {
@@ -337,13 +340,6 @@ def main() -> None:
         print("GPU stages together:", json.dumps(ceilings["gpu_stages_together"]), flush=True)
 
     targets: list[Any] = []
-    common: dict[str, Any] = {
-        "model_instances": args.model_instances,
-        "max_batch": args.max_batch,
-        "buckets": args.buckets,
-        "model_timeout_ms": args.model_timeout,
-    }
-    compiled = {"compile": args.model_compile, "compile_dynamic": args.compile_dynamic}
     runtime = {"switch_interval": args.switch_interval} if args.switch_interval else {}
     for variant in [v for v in args.variants.split(",") if v]:
         # cpu (processes), cpu-threads, gpu (DecodeTensor's default), gpu-torchvision,
